@@ -1,0 +1,1 @@
+"""Shared building blocks: Keras layers and pure tensor ops."""
