@@ -1,3 +1,10 @@
 """Shared building blocks: Keras layers and pure tensor ops."""
 
+from segzoo.blocks.pyramid import (  # noqa: E402,F401
+    GaussianPyramid,
+    LaplacianPyramid,
+    gaussian_pyramid,
+    laplacian_pyramid,
+    reconstruct_laplacian,
+)
 from segzoo.blocks.upsample import BilinearInitializer, Upsample2D, bilinear_kernel  # noqa: E402,F401
