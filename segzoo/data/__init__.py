@@ -1,1 +1,10 @@
-"""segzoo.data."""
+"""segzoo.data: datasets and input pipelines.
+
+    ds = segzoo.data.load("shapes", "train")              # or voc, voc_instance, coco, folder
+    info = segzoo.data.get_info("shapes")                 # DatasetInfo
+"""
+
+from segzoo.data import shapes  # noqa: F401  (registers "shapes")
+from segzoo.data.registry import DatasetInfo, get_info, list_datasets, load, register_dataset
+
+__all__ = ["DatasetInfo", "get_info", "list_datasets", "load", "register_dataset"]

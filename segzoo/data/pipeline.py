@@ -1,0 +1,288 @@
+"""Training and evaluation input pipelines (tf.data, parallel map, prefetch).
+
+Inputs are the unbatched datasets of `segzoo.data.load`. All random choices use
+stateless ops seeded per element from `tf.data.Dataset.random(seed)`, so a
+given `seed` reproduces the same batches (order and augmentation) run after
+run, and each epoch draws new augmentations; `seed=None` is random.
+
+Semantic training (`semantic_train_pipeline`), per image:
+  1. random scale s ~ U(scale_range): image bilinear, mask nearest neighbour;
+  2. photometric jitter (brightness +-32, contrast and saturation x[0.8, 1.2],
+     hue +-0.05) on the crop window only;
+  3. random crop of crop_size x crop_size; where the scaled image is smaller
+     it is padded bottom/right with the ImageNet mean RGB
+     (123.68, 116.78, 103.94) — zero after the models' own normalisation —
+     and the mask with 255 (ignore);
+  4. horizontal flip with probability 0.5 (image and mask together).
+Outputs float32 images [B, S, S, 3] in [0, 255] and int32 masks [B, S, S].
+"""
+
+from __future__ import annotations
+
+import math
+
+import tensorflow as tf
+
+IGNORE_LABEL = 255
+IMAGENET_MEAN_RGB = (123.68, 116.78, 103.94)
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def _pair(size, name):
+    if isinstance(size, int):
+        size = (size, size)
+    size = tuple(int(s) for s in size)
+    if len(size) != 2 or min(size) < 1:
+        raise ValueError(f"{name} must be a positive int or (height, width), got {size!r}")
+    return size
+
+
+def _with_seeds(ds, seed):
+    """Zip every element with a stateless seed int64 [2] (see module doc)."""
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    return tf.data.Dataset.zip((ds, seeds))
+
+
+def _split_seed(seed, count):
+    return tf.unstack(tf.random.experimental.stateless_split(seed, count))
+
+
+def _photometric(image, seeds):
+    """Jitter float32 RGB [h, w, 3] in [0, 255]; returns the same range."""
+    x = image / 255.0
+    x = tf.image.stateless_random_brightness(x, 32.0 / 255.0, seeds[0])
+    x = tf.image.stateless_random_contrast(x, 0.8, 1.2, seeds[1])
+    x = tf.image.stateless_random_saturation(tf.clip_by_value(x, 0.0, 1.0), 0.8, 1.2, seeds[2])
+    x = tf.image.stateless_random_hue(x, 0.05, seeds[3])
+    return tf.clip_by_value(x, 0.0, 1.0) * 255.0
+
+
+def semantic_train_pipeline(
+    ds,
+    crop_size,
+    batch_size,
+    *,
+    scale_range=(0.5, 2.0),
+    flip=True,
+    photometric=True,
+    seed=None,
+    shuffle_buffer=1024,
+    drop_remainder=False,
+    pad_value=IMAGENET_MEAN_RGB,
+):
+    """Augment, crop and batch a semantic dataset for training (module doc).
+
+    Args:
+        ds: unbatched dataset of {"image": uint8 [H, W, 3], "mask": uint8 [H, W], ...}.
+        crop_size: S (int) or (height, width) of the crops.
+        batch_size: B.
+        scale_range: (low, high) of the random scale; (1, 1) disables it.
+        flip: random horizontal flips.
+        photometric: brightness/contrast/saturation/hue jitter.
+        seed: int for reproducible shuffling and augmentation, None for random.
+        shuffle_buffer: elements in the shuffle buffer (0 disables shuffling).
+        drop_remainder: drop the last partial batch (static batch dimension).
+        pad_value: RGB value of image padding (0..255).
+
+    Returns:
+        dataset of (images float32 [B, S, S, 3] in [0, 255], masks int32 [B, S, S]).
+    """
+    crop_h, crop_w = _pair(crop_size, "crop_size")
+    low, high = (float(v) for v in scale_range)
+    if not 0 < low <= high:
+        raise ValueError(f"scale_range must satisfy 0 < low <= high, got {scale_range!r}")
+    pad = tf.constant(pad_value, tf.float32)
+
+    def augment(element, seed2):
+        image = tf.cast(element["image"], tf.float32)
+        mask = element["mask"]
+        s_scale, s_y, s_x, s_flip, s_photo = _split_seed(seed2, 5)
+        height = tf.shape(image)[0]
+        width = tf.shape(image)[1]
+        if low != 1.0 or high != 1.0:
+            scale = tf.random.stateless_uniform([], s_scale, low, high)
+            new_h = tf.maximum(1, tf.cast(tf.round(tf.cast(height, tf.float32) * scale), tf.int32))
+            new_w = tf.maximum(1, tf.cast(tf.round(tf.cast(width, tf.float32) * scale), tf.int32))
+            image = tf.image.resize(image, [new_h, new_w], method="bilinear")
+            mask = tf.image.resize(mask[..., None], [new_h, new_w], method="nearest")[..., 0]
+            height, width = new_h, new_w
+        # Crop window inside the scaled image (the rest of the crop is padding).
+        win_h = tf.minimum(height, crop_h)
+        win_w = tf.minimum(width, crop_w)
+        y0 = tf.random.stateless_uniform([], s_y, 0, height - win_h + 1, dtype=tf.int32)
+        x0 = tf.random.stateless_uniform([], s_x, 0, width - win_w + 1, dtype=tf.int32)
+        image = image[y0 : y0 + win_h, x0 : x0 + win_w]
+        mask = mask[y0 : y0 + win_h, x0 : x0 + win_w]
+        if photometric:
+            image = _photometric(image, _split_seed(s_photo, 4))
+        paddings = [[0, crop_h - win_h], [0, crop_w - win_w]]
+        image = tf.stack(
+            [tf.pad(image[..., c], paddings, constant_values=pad[c]) for c in range(3)], axis=-1
+        )
+        mask = tf.pad(tf.cast(mask, tf.int32), paddings, constant_values=IGNORE_LABEL)
+        if flip:
+            do_flip = tf.random.stateless_uniform([], s_flip) < 0.5
+            image = tf.cond(do_flip, lambda: image[:, ::-1], lambda: image)
+            mask = tf.cond(do_flip, lambda: mask[:, ::-1], lambda: mask)
+        image = tf.ensure_shape(image, [crop_h, crop_w, 3])
+        mask = tf.ensure_shape(mask, [crop_h, crop_w])
+        return image, mask
+
+    if shuffle_buffer:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    ds = _with_seeds(ds, seed)
+    ds = ds.map(augment, num_parallel_calls=AUTOTUNE, deterministic=seed is not None or None)
+    return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(AUTOTUNE)
+
+
+def semantic_eval_pipeline(ds, batch_size=1, *, size=None, pad_value=0.0):
+    """Batch a semantic dataset for evaluation, without augmentation.
+
+    Args:
+        ds: unbatched dataset of {"image": uint8 [H, W, 3], "mask": uint8 [H, W], ...}.
+        batch_size: B. With B = 1 and `size=None` images keep their original size;
+            with B > 1 images are padded bottom/right to the largest in the batch
+            (image with `pad_value`, mask with 255 so padding is ignored).
+        size: None, or S / (height, width): resize every image (bilinear) and mask
+            (nearest) to that size first.
+
+    Returns:
+        dataset of (images float32 [B, H, W, 3] in [0, 255], masks int32 [B, H, W]).
+    """
+    target = None if size is None else _pair(size, "size")
+
+    def prepare(element):
+        image = tf.cast(element["image"], tf.float32)
+        mask = tf.cast(element["mask"], tf.int32)
+        if target is not None:
+            image = tf.image.resize(image, target, method="bilinear")
+            mask = tf.image.resize(mask[..., None], target, method="nearest")[..., 0]
+        return image, mask
+
+    ds = ds.map(prepare, num_parallel_calls=AUTOTUNE)
+    if batch_size == 1 or target is not None:
+        ds = ds.batch(batch_size)
+    else:
+        ds = ds.padded_batch(
+            batch_size,
+            padding_values=(tf.constant(pad_value, tf.float32), tf.constant(IGNORE_LABEL, tf.int32)),
+        )
+    return ds.prefetch(AUTOTUNE)
+
+
+def instance_pad_size(image_size, max_size=1333):
+    """Side P of the square `instance_train_pipeline` pads to by default.
+
+    P = the multiple of 32 >= min(max_size, ceil(image_size * 5 / 3)): 1344
+    for COCO's 800/1333 and 224 for image_size 128. Images whose long side
+    would exceed P after the short side resize are shrunk to fit.
+    """
+    longest = min(int(max_size), int(math.ceil(image_size * 5 / 3)))
+    return int(math.ceil(longest / 32) * 32)
+
+
+def instance_train_pipeline(
+    ds,
+    image_size,
+    batch_size,
+    *,
+    max_size=1333,
+    max_instances=100,
+    flip=True,
+    drop_crowd=True,
+    pad_size=None,
+    seed=None,
+    shuffle_buffer=256,
+    drop_remainder=False,
+):
+    """Resize, pad and batch an instance dataset for Mask R-CNN training.
+
+    Per image: resize by s = min(image_size / short side, max_size / long side,
+    P / long side) (image bilinear, masks bilinear then >= 0.5, boxes times the
+    per-axis factors), optional horizontal flip (image, boxes and masks
+    together; x1' = w - x2, x2' = w - x1 with w the resized width), pad
+    bottom/right with zeros to P x P (P = `pad_size` or
+    `instance_pad_size(image_size, max_size)`), and pad the instances to
+    `max_instances` rows (class 0 = padding; beyond max_instances the first ones
+    are kept). Images with no instances are kept (all rows padding).
+
+    Args:
+        ds: unbatched instance dataset (see `segzoo.data.load`).
+        image_size: target short side in pixels.
+        batch_size: B.
+        max_size: cap on the long side.
+        max_instances: M, rows of the padded targets.
+        flip: random horizontal flips.
+        drop_crowd: remove crowd instances (COCO practice: they take no part in
+            matching). With False they are kept and targets gain
+            "is_crowd" bool [B, M].
+        pad_size: P (multiple of 32); default `instance_pad_size(...)`.
+        seed: int for reproducible shuffling and flips, None for random.
+        shuffle_buffer: shuffle buffer size (0 disables shuffling).
+        drop_remainder: drop the last partial batch.
+
+    Returns:
+        dataset of (images float32 [B, P, P, 3] in [0, 255], targets) with targets
+        {"boxes": float32 [B, M, 4] xyxy resized-image pixels, "classes": int32
+        [B, M] (0 = padding), "masks": uint8 [B, M, P, P]}.
+    """
+    pad = int(pad_size) if pad_size is not None else instance_pad_size(image_size, max_size)
+    if pad % 32:
+        raise ValueError(f"pad_size must be a multiple of 32, got {pad_size!r}")
+    max_instances = int(max_instances)
+
+    def prepare(element, seed2):
+        image = tf.cast(element["image"], tf.float32)
+        boxes = tf.cast(element["boxes"], tf.float32)
+        classes = tf.cast(element["classes"], tf.int32)
+        masks = element["masks"]
+        is_crowd = tf.cast(element["is_crowd"], tf.bool)
+        if drop_crowd:
+            keep = tf.logical_not(is_crowd)
+            boxes, classes = tf.boolean_mask(boxes, keep), tf.boolean_mask(classes, keep)
+            masks, is_crowd = tf.boolean_mask(masks, keep), tf.boolean_mask(is_crowd, keep)
+        height = tf.cast(tf.shape(image)[0], tf.float32)
+        width = tf.cast(tf.shape(image)[1], tf.float32)
+        short, long = tf.minimum(height, width), tf.maximum(height, width)
+        scale = tf.minimum(image_size / short, tf.minimum(float(max_size), float(pad)) / long)
+        new_h = tf.clip_by_value(tf.cast(tf.round(height * scale), tf.int32), 1, pad)
+        new_w = tf.clip_by_value(tf.cast(tf.round(width * scale), tf.int32), 1, pad)
+        image = tf.image.resize(image, [new_h, new_w], method="bilinear")
+        sx = tf.cast(new_w, tf.float32) / width
+        sy = tf.cast(new_h, tf.float32) / height
+        boxes = boxes * tf.stack([sx, sy, sx, sy])
+        n = tf.shape(masks)[0]
+        resized = tf.image.resize(
+            tf.cast(masks, tf.float32)[..., None], [new_h, new_w], method="bilinear"
+        )
+        masks = tf.cast(resized[..., 0] >= 0.5, tf.uint8)
+        masks = tf.reshape(masks, [n, new_h, new_w])
+        if flip:
+            do_flip = tf.random.stateless_uniform([], seed2) < 0.5
+            w = tf.cast(new_w, tf.float32)
+            flipped = tf.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]], 1)
+            image = tf.cond(do_flip, lambda: image[:, ::-1], lambda: image)
+            masks = tf.cond(do_flip, lambda: masks[:, :, ::-1], lambda: masks)
+            boxes = tf.cond(do_flip, lambda: flipped, lambda: boxes)
+        image = tf.pad(image, [[0, pad - new_h], [0, pad - new_w], [0, 0]])
+        masks = masks[:max_instances]
+        kept = tf.shape(masks)[0]
+        rows = max_instances - kept
+        masks = tf.pad(masks, [[0, rows], [0, pad - new_h], [0, pad - new_w]])
+        targets = {
+            "boxes": tf.pad(boxes[:max_instances], [[0, rows], [0, 0]]),
+            "classes": tf.pad(classes[:max_instances], [[0, rows]]),
+            "masks": tf.ensure_shape(masks, [max_instances, pad, pad]),
+        }
+        targets["boxes"] = tf.ensure_shape(targets["boxes"], [max_instances, 4])
+        targets["classes"] = tf.ensure_shape(targets["classes"], [max_instances])
+        if not drop_crowd:
+            crowd = tf.pad(is_crowd[:max_instances], [[0, rows]], constant_values=False)
+            targets["is_crowd"] = tf.ensure_shape(crowd, [max_instances])
+        return tf.ensure_shape(image, [pad, pad, 3]), targets
+
+    if shuffle_buffer:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    ds = _with_seeds(ds, seed)
+    ds = ds.map(prepare, num_parallel_calls=AUTOTUNE, deterministic=seed is not None or None)
+    return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(AUTOTUNE)

@@ -1,0 +1,135 @@
+"""File reading with clear errors, shared by the dataset readers.
+
+Every function raises `ValueError` naming the file, what was found and what
+was expected, so a user can fix the data rather than read a stack trace.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+IGNORE_LABEL = 255
+
+
+def read_image(path) -> np.ndarray:
+    """Decode an image file to uint8 RGB `[H, W, 3]`.
+
+    Grayscale, palette, CMYK and alpha images are converted to RGB.
+
+    Raises:
+        ValueError: the file is missing or cannot be decoded.
+    """
+    from PIL import Image
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"Image file {path!r} does not exist.")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            rgb = img.convert("RGB")
+    except Exception as e:  # PIL raises many types for corrupt files
+        raise ValueError(
+            f"Cannot decode image {path!r} ({type(e).__name__}: {e}); expected a readable "
+            "JPEG or PNG file."
+        ) from e
+    return np.asarray(rgb, dtype=np.uint8)
+
+
+def image_size(path) -> tuple[int, int]:
+    """(height, width) from the file header only (no pixel decoding).
+
+    Raises:
+        ValueError: the file is missing or not an image.
+    """
+    from PIL import Image
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"Image file {path!r} does not exist.")
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+    except Exception as e:
+        raise ValueError(
+            f"Cannot read image header of {path!r} ({type(e).__name__}: {e}); expected a "
+            "JPEG or PNG file."
+        ) from e
+    return height, width
+
+
+def read_label_png(path) -> np.ndarray:
+    """Decode a label PNG to its class-index array, uint8 `[H, W]`.
+
+    A palette ("P") PNG gives its palette *indices* (VOC's colour PNGs encode
+    class ids this way; the RGB colours are never used). A grayscale ("L")
+    PNG gives its values. Other modes are rejected because their RGB colours
+    are not class ids.
+
+    Raises:
+        ValueError: missing file, undecodable file, or a mode other than P / L
+            (or an "I" / "I;16" PNG with values > 255).
+    """
+    from PIL import Image
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"Label file {path!r} does not exist.")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            mode = img.mode
+            array = np.asarray(img)
+    except Exception as e:
+        raise ValueError(
+            f"Cannot decode label file {path!r} ({type(e).__name__}: {e}); expected a "
+            "palette or grayscale PNG of class ids."
+        ) from e
+    if mode in ("P", "L"):
+        return array.astype(np.uint8)
+    if mode in ("I", "I;16", "I;16B", "I;16L") and array.size and array.max() <= 255:
+        return array.astype(np.uint8)
+    raise ValueError(
+        f"Label file {path!r} has PIL mode {mode!r} and shape {array.shape}; expected a "
+        "single-channel PNG of class ids (mode 'P' palette indices or mode 'L' grayscale), "
+        "not RGB colours."
+    )
+
+
+def check_same_size(image: np.ndarray, mask: np.ndarray, image_path, mask_path) -> None:
+    """Raise `ValueError` unless `mask` is `[H, W]` of `image`'s `[H, W, 3]`."""
+    if image.shape[:2] != mask.shape[:2]:
+        raise ValueError(
+            f"Mask {os.fspath(mask_path)!r} is {mask.shape[1]}x{mask.shape[0]} (WxH) but "
+            f"image {os.fspath(image_path)!r} is {image.shape[1]}x{image.shape[0]}; "
+            "expected the same size."
+        )
+
+
+def check_labels(mask: np.ndarray, num_classes: int, path, ignore_label: int = IGNORE_LABEL):
+    """Raise `ValueError` if `mask` has values outside `[0, num_classes)` other than 255."""
+    values = np.unique(mask)
+    bad = values[(values >= num_classes) & (values != ignore_label)]
+    if bad.size:
+        raise ValueError(
+            f"Label file {os.fspath(path)!r} contains class ids {bad.tolist()}; expected "
+            f"values in [0, {num_classes}) or {ignore_label} (ignore)."
+        )
+
+
+def read_split_list(path) -> list[str]:
+    """Names listed one per line in an ImageSets-style file (first column).
+
+    Raises:
+        ValueError: the file is missing or lists no names.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"Split list {path!r} does not exist.")
+    with open(path) as f:
+        names = [line.split()[0] for line in f if line.strip()]
+    if not names:
+        raise ValueError(f"Split list {path!r} is empty; expected one image name per line.")
+    return names

@@ -1,0 +1,193 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from segzoo.data import load
+from segzoo.data.pipeline import (
+    IMAGENET_MEAN_RGB,
+    instance_pad_size,
+    instance_train_pipeline,
+    semantic_eval_pipeline,
+    semantic_train_pipeline,
+)
+
+
+def _position_dataset(height=40, width=52, count=3):
+    """Images whose R, G channels are x, y; masks a function of (x, y) with a 255 border."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    image = np.stack([xx, yy, np.full_like(xx, 7)], -1).astype(np.uint8)
+    mask = ((xx + 2 * yy) % 5).astype(np.uint8)
+    mask[:2] = 255
+    mask[:, -3:] = 255
+    elements = {
+        "image": np.repeat(image[None], count, 0),
+        "mask": np.repeat(mask[None], count, 0),
+        "image_id": np.array([b"a", b"b", b"c"][:count]),
+    }
+    return tf.data.Dataset.from_tensor_slices(elements), mask
+
+
+def _expected_mask(x, y, mask):
+    return mask[y, x]
+
+
+def test_semantic_train_crop_flip_consistent():
+    ds, mask = _position_dataset()
+    out = semantic_train_pipeline(
+        ds.repeat(10), 24, 5, scale_range=(1.0, 1.0), photometric=False, seed=3
+    )
+    flips = 0
+    for images, masks in out:
+        assert images.dtype == tf.float32 and images.shape[1:] == (24, 24, 3)
+        assert masks.dtype == tf.int32 and masks.shape[1:] == (24, 24)
+        for img, m in zip(images.numpy(), masks.numpy(), strict=True):
+            x, y = img[..., 0].astype(int), img[..., 1].astype(int)
+            np.testing.assert_array_equal(m, mask[y, x])  # same pixel in image and mask
+            assert abs(np.diff(y[:, 0])).max() == 1 and (np.diff(y[:, 0]) == 1).all()
+            flips += x[0, 0] > x[0, -1]
+    assert 0 < flips < 30  # both orientations occur
+
+
+def test_semantic_train_pads_with_mean_and_255():
+    ds, mask = _position_dataset(height=10, width=14, count=1)
+    images, masks = next(iter(semantic_train_pipeline(
+        ds, (16, 20), 1, scale_range=(1.0, 1.0), flip=False, photometric=False, seed=0
+    )))
+    images, masks = images.numpy()[0], masks.numpy()[0]
+    np.testing.assert_array_equal(masks[:10, :14], mask)
+    assert (masks[10:] == 255).all() and (masks[:, 14:] == 255).all()
+    np.testing.assert_allclose(images[12, 17], IMAGENET_MEAN_RGB, rtol=1e-6)
+    np.testing.assert_array_equal(images[:10, :14, 0], np.arange(14)[None].repeat(10, 0))
+
+
+def test_semantic_train_scale_keeps_ignore_and_labels():
+    ds, _ = _position_dataset()
+    out = semantic_train_pipeline(ds.repeat(4), 32, 4, seed=1)
+    values = set()
+    for images, masks in out:
+        values |= set(np.unique(masks.numpy()).tolist())
+        assert images.numpy().min() >= 0 and images.numpy().max() <= 255
+    assert 255 in values and values <= {0, 1, 2, 3, 4, 255}
+
+
+def test_semantic_train_deterministic_by_seed():
+    def batches(seed):
+        ds = load("shapes", "train", num_images=12, image_size=40)
+        return [(x.numpy(), y.numpy()) for x, y in semantic_train_pipeline(ds, 32, 4, seed=seed)]
+
+    a, b, c = batches(5), batches(5), batches(6)
+    for (xa, ya), (xb, yb) in zip(a, b, strict=True):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+    assert not np.array_equal(a[0][0], c[0][0])
+
+
+def test_semantic_eval_pipeline():
+    ds = load("shapes", "val", num_images=3, image_size=(30, 50))
+    sizes = [e["mask"].shape for e in ds]
+    single = list(semantic_eval_pipeline(ds))
+    assert [tuple(m.shape[1:]) for _, m in single] == [tuple(s) for s in sizes]
+    images, masks = next(iter(semantic_eval_pipeline(ds, 3)))
+    h, w = max(s[0] for s in sizes), max(s[1] for s in sizes)
+    assert images.shape == (3, h, w, 3) and masks.dtype == tf.int32
+    for i, (mh, mw) in enumerate(sizes):
+        assert (masks[i, mh:] == 255).numpy().all() and (masks[i, :, mw:] == 255).numpy().all()
+    resized, rmasks = next(iter(semantic_eval_pipeline(ds, 2, size=24)))
+    assert resized.shape == (2, 24, 24, 3) and rmasks.shape == (2, 24, 24)
+
+
+def _instance_dataset():
+    image = np.zeros((20, 40, 3), np.uint8)
+    image[..., 0] = np.arange(40)[None] * 5
+    masks = np.zeros((3, 20, 40), np.uint8)
+    masks[0, 2:6, 3:10] = 1
+    masks[1, 10:20, 30:40] = 1
+    masks[2, :, :] = 1
+    elements = [
+        {
+            "image": image,
+            "boxes": np.array([[3, 2, 10, 6], [30, 10, 40, 20], [0, 0, 40, 20]], np.float32),
+            "classes": np.array([1, 2, 3], np.int32),
+            "masks": masks,
+            "is_crowd": np.array([False, False, True]),
+            "image_id": np.int64(0),
+        },
+        {
+            "image": image,
+            "boxes": np.zeros((0, 4), np.float32),
+            "classes": np.zeros((0,), np.int32),
+            "masks": np.zeros((0, 20, 40), np.uint8),
+            "is_crowd": np.zeros((0,), bool),
+            "image_id": np.int64(1),
+        },
+    ]
+    signature = {
+        "image": tf.TensorSpec([None, None, 3], tf.uint8),
+        "boxes": tf.TensorSpec([None, 4], tf.float32),
+        "classes": tf.TensorSpec([None], tf.int32),
+        "masks": tf.TensorSpec([None, None, None], tf.uint8),
+        "is_crowd": tf.TensorSpec([None], tf.bool),
+        "image_id": tf.TensorSpec([], tf.int64),
+    }
+    return tf.data.Dataset.from_generator(lambda: iter(elements), output_signature=signature)
+
+
+def _box_of(mask):
+    ys, xs = np.nonzero(mask)
+    return [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+
+
+def test_instance_train_pipeline_resize_flip_pad():
+    assert instance_pad_size(800, 1333) == 1344 and instance_pad_size(128) == 224
+    seen_flip = seen_plain = False
+    for seed in range(6):
+        ds = instance_train_pipeline(
+            _instance_dataset(), 40, 2, max_size=100, max_instances=4, seed=seed, shuffle_buffer=0
+        )
+        images, targets = next(iter(ds))
+        assert images.shape == (2, 96, 96, 3) and images.dtype == tf.float32
+        assert targets["boxes"].shape == (2, 4, 4) and targets["masks"].shape == (2, 4, 96, 96)
+        assert targets["classes"].dtype == tf.int32 and targets["masks"].dtype == tf.uint8
+        assert "is_crowd" not in targets
+        classes = targets["classes"].numpy()
+        np.testing.assert_array_equal(classes, [[1, 2, 0, 0], [0, 0, 0, 0]])  # crowd dropped
+        assert targets["masks"].numpy()[1].sum() == 0  # the negative is kept
+        img, boxes, masks = images.numpy()[0], targets["boxes"].numpy()[0], targets["masks"][0]
+        # short side 20 -> 40: scale 2, image 40x80, padded to 96.
+        assert (img[40:] == 0).all() and (img[:, 80:] == 0).all()
+        flipped = img[0, 0, 0] > img[0, 79, 0]
+        seen_flip |= flipped
+        seen_plain |= not flipped
+        expected = [[6, 4, 20, 12], [60, 20, 80, 40]]
+        if flipped:
+            expected = [[80 - 20, 4, 80 - 6, 12], [0, 20, 20, 40]]
+        np.testing.assert_allclose(boxes[:2], expected)
+        for i in range(2):
+            np.testing.assert_array_equal(_box_of(masks[i].numpy()), expected[i])
+    assert seen_flip and seen_plain
+
+
+def test_instance_train_pipeline_keeps_crowd_when_asked():
+    ds = instance_train_pipeline(
+        _instance_dataset(), 20, 1, max_size=40, drop_crowd=False, flip=False, shuffle_buffer=0
+    )
+    _, targets = next(iter(ds))
+    assert targets["masks"].shape == (1, 100, 64, 64)
+    np.testing.assert_array_equal(targets["classes"][0, :4], [1, 2, 3, 0])
+    np.testing.assert_array_equal(targets["is_crowd"][0, :4], [False, False, True, False])
+
+
+def test_instance_pipeline_on_shapes():
+    ds = load("shapes", "train", task="instance", num_images=8, image_size=64)
+    images, targets = next(iter(instance_train_pipeline(ds, 64, 4, max_size=64, seed=0)))
+    assert images.shape == (4, 64, 64, 3) and targets["masks"].shape == (4, 100, 64, 64)
+
+
+def test_bad_arguments():
+    ds, _ = _position_dataset()
+    with pytest.raises(ValueError, match="scale_range"):
+        semantic_train_pipeline(ds, 16, 2, scale_range=(2.0, 1.0))
+    with pytest.raises(ValueError, match="crop_size"):
+        semantic_train_pipeline(ds, (0, 16), 2)
+    with pytest.raises(ValueError, match="pad_size"):
+        instance_train_pipeline(_instance_dataset(), 20, 1, pad_size=50)

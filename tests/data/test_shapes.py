@@ -1,0 +1,87 @@
+import numpy as np
+import pytest
+
+from segzoo.data import get_info, load
+from segzoo.data.shapes import instance_targets
+
+
+def _take(ds, n):
+    return [{k: v.numpy() for k, v in e.items()} for e in ds.take(n)]
+
+
+def test_semantic_elements_and_determinism():
+    a = _take(load("shapes", "train", num_images=6, image_size=48), 6)
+    b = _take(load("shapes", "train", num_images=6, image_size=48), 6)
+    c = _take(load("shapes", "train", num_images=6, image_size=48, seed=1), 6)
+    v = _take(load("shapes", "val", num_images=6, image_size=48), 6)
+    assert len(a) == 6
+    for ea, eb in zip(a, b, strict=True):
+        assert ea["image"].dtype == np.uint8 and ea["image"].shape == (48, 48, 3)
+        assert ea["mask"].dtype == np.uint8 and ea["mask"].shape == (48, 48)
+        assert set(np.unique(ea["mask"])) <= {0, 1, 2, 3}
+        np.testing.assert_array_equal(ea["image"], eb["image"])
+        np.testing.assert_array_equal(ea["mask"], eb["mask"])
+    assert a[0]["image_id"] == b"shapes_train_00000"
+    assert not all(np.array_equal(x["image"], y["image"]) for x, y in zip(a, c, strict=True))
+    assert not all(np.array_equal(x["image"], y["image"]) for x, y in zip(a, v, strict=True))
+
+
+def test_default_sizes_and_info():
+    assert load("shapes", "train").cardinality().numpy() == 512
+    assert load("shapes", "val").cardinality().numpy() == 64
+    info = get_info("shapes")
+    assert info.task == "semantic" and info.num_classes == 4
+    assert info.class_names == ("background", "circle", "rectangle", "triangle")
+    inst = get_info("shapes", task="instance")
+    assert inst.num_classes == 3 and inst.category_ids == (1, 2, 3)
+    assert inst.class_names == ("circle", "rectangle", "triangle")
+
+
+def test_instance_view_matches_semantic_view():
+    sem = _take(load("shapes", "train", num_images=40, image_size=64), 40)
+    ins = _take(load("shapes", "train", num_images=40, image_size=64, task="instance"), 40)
+    negatives = 0
+    for s, e in zip(sem, ins, strict=True):
+        np.testing.assert_array_equal(s["image"], e["image"])
+        n = len(e["classes"])
+        negatives += n == 0
+        assert e["masks"].shape == (n, 64, 64) and e["boxes"].shape == (n, 4)
+        assert e["is_crowd"].dtype == bool and not e["is_crowd"].any()
+        # Instance masks are disjoint visible parts that rebuild the semantic mask.
+        assert (e["masks"].sum(0) <= 1).all()
+        rebuilt = (e["masks"] * e["classes"][:, None, None]).sum(0)
+        np.testing.assert_array_equal(rebuilt, s["mask"])
+        for box, mask in zip(e["boxes"], e["masks"], strict=True):
+            ys, xs = np.nonzero(mask)
+            np.testing.assert_array_equal(box, [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+    assert negatives >= 1  # about 10% negatives
+
+
+def test_image_size_range():
+    for e in _take(load("shapes", "train", num_images=8, image_size=(40, 70)), 8):
+        h, w = e["mask"].shape
+        assert 40 <= h <= 70 and 40 <= w <= 70 and e["image"].shape == (h, w, 3)
+
+
+def test_instance_targets_boxes():
+    instance_map = np.zeros((6, 8), np.int32)
+    instance_map[1:3, 2:5] = 1
+    instance_map[4, 7] = 2
+    boxes, masks = instance_targets(instance_map, np.array([3, 1], np.int32))
+    np.testing.assert_array_equal(boxes, [[2, 1, 5, 3], [7, 4, 8, 5]])
+    assert masks.dtype == np.uint8 and masks.sum() == 7
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"num_images": 0}, {"image_size": 4}, {"task": "panoptic"}, {"image_size": (90, 50)}]
+)
+def test_bad_options(kwargs):
+    with pytest.raises(ValueError):
+        load("shapes", "train", **kwargs)
+
+
+def test_unknown_split_and_dataset():
+    with pytest.raises(ValueError, match="no split 'training'"):
+        load("shapes", "training")
+    with pytest.raises(ValueError, match="Did you mean 'shapes'"):
+        load("shape", "train")
