@@ -4,7 +4,7 @@
     info = segzoo.data.get_info("shapes")                 # DatasetInfo
 """
 
-from segzoo.data import shapes  # noqa: F401  (registers "shapes")
+from segzoo.data import folder, shapes  # noqa: F401  (register the datasets)
 from segzoo.data.registry import DatasetInfo, get_info, list_datasets, load, register_dataset
 
 __all__ = ["DatasetInfo", "get_info", "list_datasets", "load", "register_dataset"]
