@@ -1,5 +1,6 @@
 """Shared building blocks: Keras layers and pure tensor ops."""
 
+from segzoo.blocks.fpn import FeaturePyramid, nearest_resize  # noqa: E402,F401
 from segzoo.blocks.pyramid import (  # noqa: E402,F401
     GaussianPyramid,
     LaplacianPyramid,
