@@ -9,3 +9,4 @@ from segzoo.blocks.pyramid import (  # noqa: E402,F401
     reconstruct_laplacian,
 )
 from segzoo.blocks.upsample import BilinearInitializer, Upsample2D, bilinear_kernel  # noqa: E402,F401
+from segzoo.blocks.crop import CropToReference  # noqa: E402,F401

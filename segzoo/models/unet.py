@@ -1,0 +1,163 @@
+"""U-Net (Ronneberger, Fischer, Brox 2015).
+
+Contracting path: four times [two 3x3 convs + ReLU, 2x2 max pool], filters
+64, 128, 256, 512 (`base_filters` times 1, 2, 4, 8), then two 3x3 convs with
+1024. Expanding path: four times [2x2 up-convolution (stride-2 transposed
+conv) halving the filters, crop-and-concat with the encoder map of the same
+level, two 3x3 convs + ReLU], then a 1x1 conv to K classes.
+
+`padding="valid"` is the paper's net: unpadded convolutions, so the output is
+*smaller* than the input (572x572 -> 388x388; each output pixel sees its full
+context) and the encoder maps are centre-cropped before concatenation. With
+1 input channel and 2 classes it has exactly 31,030,658 parameters. Sizes
+`16 * b + 124` (b >= 4; 572 has b = 28) tile exactly and give `size - 184`;
+other sizes work while every map stays positive (pooling floors odd sizes).
+
+`padding="same"` (default) uses zero-padded convolutions; the input is padded
+inside the model (zeros after normalisation, bottom/right) to a multiple of
+16 and the logits are cropped back, so the output has the input's size for
+any H, W.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from segzoo.blocks.crop import CropToReference
+from segzoo.models.base import resolve_class_names
+from segzoo.registry import register_model
+
+DEPTH = 4  # number of 2x2 poolings: H, W are padded to a multiple of 2 ** DEPTH
+
+
+@keras.saving.register_keras_serializable(package="segzoo")
+class PadToMultiple(keras.layers.Layer):
+    """Zero-pads H and W at the bottom/right up to a multiple of `multiple`.
+
+    Call: x [B, H, W, C] -> [B, ceil(H / m) * m, ceil(W / m) * m, C], same dtype.
+    """
+
+    def __init__(self, multiple, **kwargs):
+        super().__init__(**kwargs)
+        self.multiple = int(multiple)
+
+    def call(self, inputs):
+        shape = keras.ops.shape(inputs)
+        m = self.multiple
+        pad_h = (-shape[1]) % m
+        pad_w = (-shape[2]) % m
+        return keras.ops.pad(inputs, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
+
+    def compute_output_shape(self, input_shape):
+        def size(n):
+            return None if n is None else -(-n // self.multiple) * self.multiple
+
+        return (input_shape[0], size(input_shape[1]), size(input_shape[2]), input_shape[3])
+
+    def get_config(self):
+        config = super().get_config()
+        config["multiple"] = self.multiple
+        return config
+
+
+@keras.saving.register_keras_serializable(package="segzoo")
+class UNet(keras.Model):
+    """U-Net for semantic segmentation.
+
+    Args:
+        num_classes: K, including background.
+        class_names: K names (None -> "class_0", ...).
+        padding: "same" (output size == input size, any input) or "valid"
+            (the paper: output smaller than the input, 572 -> 388).
+        base_filters: filters of the first level (64 in the paper); level i
+            has `base_filters * 2**i`.
+        input_channels: channels of the input images (1 in the paper, 3 for RGB).
+        batch_norm: BatchNormalization after every 3x3 conv (convs then have no
+            bias). False is the paper.
+    Call:
+        images float32 [B, H, W, input_channels] in [0, 255]; scaled to [-1, 1]
+        inside the model.
+    Returns:
+        logits float32 [B, H', W', K]: H' = H for "same"; for "valid" the
+        centre part (572 -> 388: the input's centre crop by 92 pixels a side).
+    """
+
+    task = "semantic"
+    class_dependent_layers = ("logits",)
+
+    def __init__(self, num_classes=2, class_names=None, padding="same", base_filters=64,
+                 input_channels=3, batch_norm=False, **kwargs):
+        if padding not in ("same", "valid"):
+            raise ValueError(f"padding must be 'same' or 'valid', got {padding!r}")
+        for arg, value in (("num_classes", num_classes), ("base_filters", base_filters),
+                           ("input_channels", input_channels)):
+            if isinstance(value, bool) or int(value) != value or value < 1:
+                raise ValueError(f"{arg} must be a positive integer, got {value!r}")
+        num_classes, base_filters = int(num_classes), int(base_filters)
+        input_channels = int(input_channels)
+        class_names = resolve_class_names(class_names, num_classes)
+
+        def conv_block(x, filters, name):
+            for i in (1, 2):
+                x = keras.layers.Conv2D(filters, 3, padding=padding, use_bias=not batch_norm,
+                                        kernel_initializer="he_normal", name=f"{name}_conv{i}")(x)
+                if batch_norm:
+                    x = keras.layers.BatchNormalization(name=f"{name}_bn{i}")(x)
+                x = keras.layers.ReLU(name=f"{name}_relu{i}")(x)
+            return x
+
+        # === Functional Model ===
+        images = keras.Input(shape=(None, None, input_channels), name="images")
+        x = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="normalize")(images)
+        if padding == "same":
+            x = PadToMultiple(2**DEPTH, name="pad")(x)
+        skips = []
+        for level in range(DEPTH):
+            x = conv_block(x, base_filters * 2**level, f"down{level + 1}")
+            skips.append(x)
+            x = keras.layers.MaxPooling2D(2, name=f"pool{level + 1}")(x)
+        x = conv_block(x, base_filters * 2**DEPTH, "bottom")
+        for level in reversed(range(DEPTH)):
+            x = keras.layers.Conv2DTranspose(base_filters * 2**level, 2, strides=2,
+                                             name=f"upconv{level + 1}")(x)
+            skip = skips[level]
+            if padding == "valid":
+                skip = CropToReference("center", name=f"crop{level + 1}")(skip, x)
+            x = keras.layers.Concatenate(name=f"concat{level + 1}")([skip, x])
+            x = conv_block(x, base_filters * 2**level, f"up{level + 1}")
+        x = keras.layers.Conv2D(num_classes, 1, name="logits")(x)
+        if padding == "same":
+            x = CropToReference(0, name="crop_to_input")(x, images)
+        super().__init__(inputs=images, outputs=x, **kwargs)
+
+        # === Config ===
+        self.num_classes = num_classes
+        self.class_names = class_names
+        self.padding = padding
+        self.base_filters = base_filters
+        self.input_channels = input_channels
+        self.batch_norm = bool(batch_norm)
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "num_classes": self.num_classes,
+            "class_names": list(self.class_names),
+            "padding": self.padding,
+            "base_filters": self.base_filters,
+            "input_channels": self.input_channels,
+            "batch_norm": self.batch_norm,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+@register_model("unet", task="semantic", default_kwargs={},
+                description="U-Net, Ronneberger et al. 2015 (padding='valid' is the paper's net)")
+def unet(num_classes=2, **kwargs) -> UNet:
+    """U-Net; `unet(num_classes=2, padding="valid", input_channels=1)` is the paper's net."""
+    kwargs.setdefault("name", "unet")
+    return UNet(num_classes=num_classes, **kwargs)

@@ -1,0 +1,96 @@
+"""Copy weights between models by layer name (staged training, `--init-from`).
+
+FCN-16s starts from FCN-32s and FCN-8s from FCN-16s (Long et al. 2015):
+every layer the two nets share by name (VGG16, fc6, fc7, score_fr) is
+copied. When the class counts differ, the class-dependent layers (score and
+upsampling layers, see `FCN.class_dependent_layers`) do not match in shape
+and are skipped, keeping their fresh initialisation; the report says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+
+@dataclasses.dataclass
+class WeightLoadReport:
+    """What `load_weights_by_name` did, by layer name.
+
+    Attributes:
+        loaded: layers whose weights were copied.
+        skipped_mismatched: layer name -> (target shapes, source shapes), not copied.
+        missing_in_source: target layers with weights that the source lacks
+            (they keep their initialisation).
+        unused_in_source: source layers with weights that the target lacks.
+    """
+
+    loaded: list = dataclasses.field(default_factory=list)
+    skipped_mismatched: dict = dataclasses.field(default_factory=dict)
+    missing_in_source: list = dataclasses.field(default_factory=list)
+    unused_in_source: list = dataclasses.field(default_factory=list)
+
+    def __str__(self):
+        lines = [f"loaded {len(self.loaded)} layers by name"]
+        for name, (target, source) in self.skipped_mismatched.items():
+            lines.append(f"  skipped {name}: shapes {target} here, {source} in the source")
+        if self.missing_in_source:
+            lines.append(f"  not in the source (kept initialisation): "
+                         f"{', '.join(self.missing_in_source)}")
+        if self.unused_in_source:
+            lines.append(f"  unused source layers: {', '.join(self.unused_in_source)}")
+        return "\n".join(lines)
+
+
+def _layers_with_weights(model) -> dict:
+    return {layer.name: layer for layer in model.layers if layer.weights}
+
+
+def load_weights_by_name(model, source, skip_mismatched=True, verbose=True) -> WeightLoadReport:
+    """Copies weights from `source` into `model`, layer by layer, where names match.
+
+    Args:
+        model: the Keras model to initialise (its top-level layers are matched).
+        source: a Keras model, or a path to a `.keras` checkpoint (or a run
+            directory holding `model.keras`), loaded with safe_mode=True.
+        skip_mismatched: skip layers whose weight shapes differ (e.g. the
+            class-dependent layers when the class count changes); False raises.
+        verbose: print the report.
+    Returns:
+        `WeightLoadReport`.
+    Raises:
+        ValueError: shapes differ and `skip_mismatched` is False, or no layer matches.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        from segzoo.models.base import load_checkpoint
+
+        source = load_checkpoint(source)
+    target_layers = _layers_with_weights(model)
+    source_layers = _layers_with_weights(source)
+    report = WeightLoadReport()
+    for name, layer in target_layers.items():
+        if name not in source_layers:
+            report.missing_in_source.append(name)
+            continue
+        values = source_layers[name].get_weights()
+        target_shapes = [tuple(w.shape) for w in layer.weights]
+        source_shapes = [tuple(v.shape) for v in values]
+        if target_shapes != source_shapes:
+            if not skip_mismatched:
+                raise ValueError(
+                    f"layer {name!r}: weight shapes {target_shapes} in the model but "
+                    f"{source_shapes} in the source; pass skip_mismatched=True to skip it"
+                )
+            report.skipped_mismatched[name] = (target_shapes, source_shapes)
+            continue
+        layer.set_weights(values)
+        report.loaded.append(name)
+    report.unused_in_source = [name for name in source_layers if name not in target_layers]
+    if not report.loaded:
+        raise ValueError(
+            f"no layer of {model.name!r} matches a layer of {source.name!r} by name and shape; "
+            "is the source the right kind of model?"
+        )
+    if verbose:
+        print(report)
+    return report
