@@ -1,0 +1,100 @@
+"""`segzoo eval --checkpoint RUN/model.keras [--data NAME] [--split val] [--json]`.
+
+Semantic checkpoints: FCN's pixel accuracy, mean accuracy, mean IoU and
+frequency-weighted IoU from one confusion matrix, each image segmented at its
+original resolution (batch 1, no resize), 255 ignored; a per-class IoU table
+with the checkpoint's class names. Instance checkpoints: COCO box / mask AP
+through `segzoo.evaluation.instance.InstanceEvaluator` (pycocotools).
+`--json` prints one JSON object with the DESIGN.md keys.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+
+
+def _jsonable(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, np.generic):
+        return _jsonable(value.item())
+    return value
+
+
+def evaluate_semantic(model, info, elements, max_images=None) -> dict:
+    from segzoo.training.tasks import SemanticTask
+
+    if len(model.class_names) != info.num_classes:
+        raise ValueError(
+            f"the checkpoint has {len(model.class_names)} classes but the dataset has "
+            f"{info.num_classes} ({', '.join(info.class_names)}); evaluate on the dataset it was "
+            "trained for"
+        )
+    return SemanticTask(model).evaluate(model, elements, info, max_images=max_images)
+
+
+def evaluate_instance(model, info, elements, max_images=None):
+    """COCO AP of an instance model; returns (metrics dict, evaluator)."""
+    from segzoo.evaluation.instance import InstanceEvaluator
+
+    evaluator = InstanceEvaluator(category_ids=info.category_ids, class_names=list(info.class_names))
+    count = 0
+    for element in elements:
+        if max_images is not None and count >= max_images:
+            break
+        image = np.asarray(element["image"], np.float32)[None]
+        out = model(image, training=False)
+        n = int(np.asarray(out["num_detections"])[0])
+        detections = {key: np.asarray(out[key])[0][:n] for key in ("boxes", "scores", "classes", "masks")}
+        gt = {key: np.asarray(element[key]) for key in ("boxes", "classes", "masks", "is_crowd")
+              if key in element}
+        evaluator.add(int(np.asarray(element["image_id"])), gt, detections)
+        count += 1
+    if count == 0:
+        raise ValueError("evaluation got no images (empty split?)")
+    metrics = evaluator.compute()
+    metrics["num_images"] = count
+    return metrics, evaluator
+
+
+def run(args) -> int:
+    import segzoo.data
+    from segzoo.evaluation.semantic import format_table
+    from segzoo.models.base import load_checkpoint
+
+    model = load_checkpoint(args.checkpoint)
+    task = "instance" if model.task == "instance" else "semantic"
+    load_kwargs = {"task": task} if args.data == "shapes" else {}
+    info = segzoo.data.get_info(args.data, data_dir=args.data_dir, **load_kwargs)
+    if info.task != model.task:
+        raise ValueError(
+            f"--data {args.data!r} is a {info.task} dataset but the checkpoint is a {model.task} model"
+        )
+    if args.split not in info.splits:
+        raise ValueError(f"--split {args.split!r}: {args.data!r} has splits {', '.join(info.splits)}")
+    ds = segzoo.data.load(args.data, args.split, data_dir=args.data_dir, **load_kwargs)
+    elements = ds.as_numpy_iterator()
+    if task == "semantic":
+        metrics = evaluate_semantic(model, info, elements, args.max_images)
+        if args.json:
+            keys = ("pixel_accuracy", "mean_accuracy", "mean_iou", "fw_iou", "per_class_iou")
+            print(json.dumps(_jsonable({k: metrics[k] for k in keys})))
+        else:
+            print(f"{args.checkpoint}: {args.data}/{args.split}, {metrics['num_images']} images "
+                  "at original resolution")
+            print(format_table(metrics, model.class_names))
+        return 0
+    metrics, evaluator = evaluate_instance(model, info, elements, args.max_images)
+    if args.json:
+        print(json.dumps(_jsonable({k: v for k, v in metrics.items() if not k.startswith("per_class")})))
+    else:
+        print(f"{args.checkpoint}: {args.data}/{args.split}, {metrics['num_images']} images")
+        print(evaluator.table())
+    return 0

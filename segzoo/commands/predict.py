@@ -1,0 +1,107 @@
+"""`segzoo predict --checkpoint CKPT IMAGE... --out DIR`.
+
+Per input image NAME.EXT:
+- semantic: `NAME.png`, class ids (uint8, palette PNG with the VOC colours) at
+  the input's size; `NAME_overlay.png`, the VOC colours blended over the image.
+- instance: `NAME.png`, uint16/uint8 instance ids at the input size (value i =
+  detection i of NAME.json, 1-based; 0 = none; where masks overlap the
+  higher-scoring detection wins); `NAME.json`, `{"detections": [{"box":
+  [x1, y1, x2, y2], "class_id": the dataset's id (model.category_ids),
+  "class_name", "score"}, ...]}` sorted by score; `NAME_overlay.png`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+from PIL import Image
+
+
+def read_image(path: str) -> np.ndarray:
+    """RGB uint8 [H, W, 3] from any image file PIL reads (grayscale / RGBA converted)."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"image {path!r} does not exist")
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except OSError as error:
+        raise ValueError(f"image {path!r} could not be read as an image: {error}") from error
+
+
+def save_label_png(labels: np.ndarray, path: str) -> None:
+    """Class ids [H, W] as a palette PNG (values = class ids, colours = VOC palette)."""
+    from segzoo.visualize import voc_palette
+
+    image = Image.fromarray(labels.astype(np.uint8))  # mode "L"; putpalette makes it "P"
+    image.putpalette(voc_palette().reshape(-1).tolist())
+    image.save(path)
+
+
+def instance_id_map(masks: np.ndarray, scores: np.ndarray, shape) -> np.ndarray:
+    """[H, W] ids: i + 1 where detection i's mask is set; higher score wins on overlap."""
+    ids = np.zeros(shape, dtype=np.uint16)
+    for i in np.argsort(scores, kind="stable"):  # low to high: the best is painted last
+        ids[np.asarray(masks[i]).astype(bool)] = i + 1
+    return ids
+
+
+def predict_semantic(model, image, name, out_dir):
+    from segzoo.training.tasks import predict_labels
+    from segzoo.visualize import semantic_overlay
+
+    labels = predict_labels(model, image)
+    save_label_png(labels, os.path.join(out_dir, f"{name}.png"))
+    Image.fromarray(semantic_overlay(image, labels)).save(os.path.join(out_dir, f"{name}_overlay.png"))
+    return labels
+
+
+def predict_instance(model, image, name, out_dir, score_threshold=0.5):
+    from segzoo.visualize import instance_overlay
+
+    out = model(image[None].astype(np.float32), training=False)
+    n = int(np.asarray(out["num_detections"])[0])
+    boxes = np.asarray(out["boxes"])[0][:n]
+    scores = np.asarray(out["scores"])[0][:n]
+    classes = np.asarray(out["classes"])[0][:n]
+    masks = np.asarray(out["masks"])[0][:n]
+    keep = np.argsort(-scores, kind="stable")
+    keep = keep[scores[keep] >= score_threshold]
+    boxes, scores, classes, masks = boxes[keep], scores[keep], classes[keep], masks[keep]
+    category_ids = list(getattr(model, "category_ids", None) or range(1, len(model.class_names)))
+    detections = [
+        {
+            "box": [float(v) for v in boxes[i]],
+            "class_id": int(category_ids[int(classes[i]) - 1]),
+            "class_name": model.class_names[int(classes[i])],
+            "score": float(scores[i]),
+        }
+        for i in range(len(keep))
+    ]
+    with open(os.path.join(out_dir, f"{name}.json"), "w") as f:
+        json.dump({"detections": detections}, f, indent=2)
+    ids = instance_id_map(masks, scores, image.shape[:2])
+    Image.fromarray(ids.astype(np.uint8) if ids.max() < 256 else ids).save(
+        os.path.join(out_dir, f"{name}.png"))
+    overlay = instance_overlay(image, boxes, masks, classes, scores, model.class_names)
+    Image.fromarray(overlay).save(os.path.join(out_dir, f"{name}_overlay.png"))
+    return detections
+
+
+def run(args) -> int:
+    from segzoo.models.base import load_checkpoint
+
+    model = load_checkpoint(args.checkpoint)
+    os.makedirs(args.out, exist_ok=True)
+    for path in args.images:
+        image = read_image(path)
+        name = os.path.splitext(os.path.basename(path))[0]
+        if model.task == "instance":
+            detections = predict_instance(model, image, name, args.out, args.score_threshold)
+            print(f"{path}: {len(detections)} detections -> {os.path.join(args.out, name)}.png/.json")
+        else:
+            labels = predict_semantic(model, image, name, args.out)
+            present = [model.class_names[c] for c in np.unique(labels)]
+            print(f"{path}: {', '.join(present)} -> {os.path.join(args.out, name)}.png")
+    return 0

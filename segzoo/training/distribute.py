@@ -1,0 +1,74 @@
+"""`--strategy default|one_device|mirrored|multi_worker` as a `tf.distribute.Strategy`.
+
+- default: TensorFlow's default strategy (one device, no replication).
+- one_device: everything on the first GPU, or the CPU when there is none.
+- mirrored: synchronous data parallelism over all local GPUs, or over all
+  logical CPU devices when there is no GPU (tests split the CPU in two with
+  `tf.config.set_logical_device_configuration`).
+- multi_worker: `MultiWorkerMirroredStrategy`, cluster read from the
+  `TF_CONFIG` environment variable (one process per worker; every worker runs
+  the same command; the chief writes the run directory).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import tensorflow as tf
+
+STRATEGIES = ("default", "one_device", "mirrored", "multi_worker")
+
+
+def get_strategy(name: str = "default") -> tf.distribute.Strategy:
+    """Builds the strategy `name` (see module docstring).
+
+    Raises:
+        ValueError: unknown name, or multi_worker without a usable TF_CONFIG.
+    """
+    if name == "default":
+        return tf.distribute.get_strategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "one_device":
+        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+    if name == "mirrored":
+        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+        return tf.distribute.MirroredStrategy(devices=devices)
+    if name == "multi_worker":
+        config = _tf_config()
+        if not config.get("cluster") or "task" not in config:
+            raise ValueError(
+                "--strategy multi_worker needs TF_CONFIG with 'cluster' and 'task', e.g. "
+                '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+                '"task": {"type": "worker", "index": 0}}; got '
+                f"{os.environ.get('TF_CONFIG')!r}"
+            )
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"--strategy must be one of {STRATEGIES}, got {name!r}")
+
+
+def _tf_config() -> dict:
+    text = os.environ.get("TF_CONFIG", "")
+    if not text:
+        return {}
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"TF_CONFIG is not valid JSON: {error}: {text!r}") from error
+
+
+def worker_info(strategy: tf.distribute.Strategy | None = None) -> tuple[bool, int]:
+    """(is_chief, worker_index) of this process.
+
+    The chief is the task of type "chief", or worker 0 when the cluster has no
+    chief; without TF_CONFIG (single process) this process is the chief.
+    """
+    config = _tf_config()
+    task = config.get("task") or {}
+    if not task:
+        return True, 0
+    task_type, index = task.get("type", "worker"), int(task.get("index", 0))
+    if task_type == "chief":
+        return True, 0
+    has_chief = "chief" in (config.get("cluster") or {})
+    return (task_type == "worker" and index == 0 and not has_chief), index

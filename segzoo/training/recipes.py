@@ -1,0 +1,174 @@
+"""Named training recipes: plain dataclasses, overridden by command-line flags.
+
+    recipe = get_recipe("voc_fcn8s")
+    recipe = apply_overrides(recipe, epochs=5, batch_size=2)
+
+`default_recipe_name(model, data)` picks `{data}_{model}` when it exists (e.g.
+`shapes_unet`), else the generic recipe of the model's task.
+
+The FCN recipes follow the Caffe reference solvers of Long et al.
+(`voc-fcn32s/solver.prototxt` etc.): batch 1, SGD momentum 0.99, weight decay
+5e-4, a fixed learning rate of 1e-10 / 1e-12 / 1e-14 on the *unnormalised*
+loss (summed over the ~500x375 pixels of an image), no augmentation, and staged
+initialisation: FCN-32s from ImageNet VGG16, FCN-16s from the FCN-32s run
+(`--init-from RUN32/model.keras`), FCN-8s from the FCN-16s run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """Everything `segzoo.training.fit.train` needs besides the model name.
+
+    Attributes:
+        name: recipe name.
+        data: dataset name for `segzoo.data.load`.
+        train_split / val_split: split names (val_split None: no validation;
+            the last epoch's weights are then the checkpoint).
+        epochs: passes over the training split (or of `steps_per_epoch` steps).
+        steps_per_epoch: None = one pass over the split per epoch.
+        batch_size: global batch size (split over replicas by tf.distribute).
+        image_size: crop size (semantic) / short side (instance).
+        optimizer: "sgd" | "adam" | "adamw".
+        learning_rate: base learning rate.
+        momentum: SGD momentum.
+        weight_decay: decoupled weight decay (see `optimizers.build_optimizer`).
+        schedule: "poly" (poly decay to 0 after warm-up) or "constant".
+        poly_power: poly exponent.
+        warmup_steps: linear warm-up steps.
+        normalize_loss: mean CE over valid pixels (True) or per-image sum
+            (Caffe FCN's unnormalised loss).
+        augment: random scale / flip / photometric jitter (semantic).
+        scale_range: random scale range when augmenting.
+        val_batch_size: 1 evaluates at each image's original size.
+        val_max_images: cap on validation images per epoch (None = all).
+        model_args: constructor keyword arguments for `segzoo.get_model`.
+        data_args: keyword arguments for `segzoo.data.load` / `get_info`.
+        init_from: `.keras` checkpoint to initialise from by layer name.
+        clipnorm: optional gradient clipping.
+    """
+
+    name: str
+    data: str = "shapes"
+    train_split: str = "train"
+    val_split: str | None = "val"
+    epochs: int = 10
+    steps_per_epoch: int | None = None
+    batch_size: int = 8
+    image_size: int = 128
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "poly"
+    poly_power: float = 0.9
+    warmup_steps: int = 0
+    normalize_loss: bool = True
+    augment: bool = True
+    scale_range: tuple = (0.5, 2.0)
+    val_batch_size: int = 1
+    val_max_images: int | None = None
+    model_args: dict = dataclasses.field(default_factory=dict)
+    data_args: dict = dataclasses.field(default_factory=dict)
+    init_from: str | None = None
+    clipnorm: float | None = None
+
+
+def _fcn(name, model_args, learning_rate):
+    return Recipe(
+        name=name, data="voc", train_split="train", val_split="val", epochs=50, batch_size=1,
+        image_size=500, optimizer="sgd", learning_rate=learning_rate, momentum=0.99,
+        weight_decay=5e-4, schedule="constant", normalize_loss=False, augment=False,
+        scale_range=(1.0, 1.0), model_args=model_args,
+    )
+
+
+RECIPES: dict[str, Recipe] = {
+    # FCN, Caffe reference solvers (staged: 32s <- ImageNet, 16s <- 32s, 8s <- 16s).
+    "voc_fcn32s": _fcn("voc_fcn32s", {"backbone_weights": "imagenet"}, 1e-10),
+    "voc_fcn16s": _fcn("voc_fcn16s", {}, 1e-12),
+    "voc_fcn8s": _fcn("voc_fcn8s", {}, 1e-14),
+    # U-Net on VOC: same-padding variant from scratch, Adam + poly, full augmentation.
+    "voc_unet": Recipe(
+        name="voc_unet", data="voc", epochs=100, batch_size=8, image_size=320, optimizer="adam",
+        learning_rate=1e-3, weight_decay=1e-5, warmup_steps=200, val_max_images=None,
+    ),
+    # The built-in synthetic set: U-Net (base_filters=16) reaches val mIoU >= 0.85 in a few
+    # CPU minutes (README "Training").
+    "shapes_unet": Recipe(
+        name="shapes_unet", data="shapes", epochs=12, batch_size=8, image_size=64,
+        optimizer="adam", learning_rate=3e-3, warmup_steps=20, scale_range=(0.5, 1.0),
+        model_args={"base_filters": 16},
+    ),
+    "shapes_fcn8s": Recipe(
+        name="shapes_fcn8s", data="shapes", epochs=10, batch_size=4, image_size=128,
+        optimizer="adam", learning_rate=1e-4, warmup_steps=20,
+    ),
+    # Mask R-CNN (Detectron schedule scaled to the batch: lr 0.02 at batch 16).
+    "shapes_mask_rcnn": Recipe(
+        name="shapes_mask_rcnn", data="shapes", epochs=12, batch_size=2, image_size=128,
+        optimizer="sgd", learning_rate=0.01, momentum=0.9, weight_decay=1e-4, warmup_steps=100,
+        model_args={"backbone": "resnet18", "min_size": 128, "max_size": 128},
+    ),
+    "voc_mask_rcnn": Recipe(
+        name="voc_mask_rcnn", data="voc_instance", epochs=24, batch_size=2, image_size=800,
+        optimizer="sgd", learning_rate=0.0025, momentum=0.9, weight_decay=1e-4, warmup_steps=500,
+        val_max_images=500, model_args={"backbone_weights": "imagenet"},
+    ),
+    "coco_mask_rcnn": Recipe(
+        name="coco_mask_rcnn", data="coco", train_split="train2017", val_split="val2017",
+        epochs=12, batch_size=16, image_size=800, optimizer="sgd", learning_rate=0.02,
+        momentum=0.9, weight_decay=1e-4, warmup_steps=1000, val_max_images=500,
+        model_args={"backbone_weights": "imagenet"},
+    ),
+    # Generic fall-backs for any model / dataset pair.
+    "semantic": Recipe(name="semantic"),
+    "instance": Recipe(
+        name="instance", batch_size=2, image_size=512, optimizer="sgd", learning_rate=0.01,
+        momentum=0.9, weight_decay=1e-4, warmup_steps=200,
+    ),
+}
+
+
+def list_recipes() -> list[str]:
+    return sorted(RECIPES)
+
+
+def get_recipe(name: str) -> Recipe:
+    """The recipe called `name`; unknown names raise `ValueError` with close matches."""
+    if name not in RECIPES:
+        close = difflib.get_close_matches(name, list(RECIPES), n=3, cutoff=0.4)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ValueError(f"Unknown recipe {name!r}.{hint} Recipes: {', '.join(list_recipes())}.")
+    return RECIPES[name]
+
+
+def default_recipe_name(model: str, data: str, task: str) -> str:
+    """`{data}_{model}` if such a recipe exists, else the generic one for `task`."""
+    candidate = f"{data}_{model}"
+    return candidate if candidate in RECIPES else task
+
+
+def apply_overrides(recipe: Recipe, **overrides) -> Recipe:
+    """A copy of `recipe` with every non-None override applied.
+
+    `model_args` / `data_args` overrides are merged into the recipe's dicts.
+
+    Raises:
+        ValueError: an override names no recipe field.
+    """
+    fields = {f.name for f in dataclasses.fields(Recipe)}
+    changes = {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key not in fields:
+            raise ValueError(f"recipe has no field {key!r}; fields: {', '.join(sorted(fields))}")
+        if key in ("model_args", "data_args"):
+            value = {**getattr(recipe, key), **value}
+        changes[key] = value
+    return dataclasses.replace(recipe, **changes)

@@ -1,0 +1,87 @@
+"""Pictures for people: the VOC palette, semantic and instance overlays (OpenCV).
+
+All functions take and return numpy arrays: images uint8 RGB [H, W, 3].
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def voc_palette(num_colors: int = 256) -> np.ndarray:
+    """The Pascal VOC colour map, uint8 [num_colors, 3] RGB (index 255 is (224, 224, 192)).
+
+    Colour i spreads the bits of i over the high bits of R, G, B, as the VOC
+    devkit's `labelcolormap.m` does.
+    """
+    palette = np.zeros((num_colors, 3), dtype=np.uint8)
+    for index in range(num_colors):
+        value, r, g, b = index, 0, 0, 0
+        for shift in range(7, -1, -1):
+            r |= ((value >> 0) & 1) << shift
+            g |= ((value >> 1) & 1) << shift
+            b |= ((value >> 2) & 1) << shift
+            value >>= 3
+        palette[index] = (r, g, b)
+    return palette
+
+
+_PALETTE = voc_palette()
+
+
+def colorize(labels: np.ndarray) -> np.ndarray:
+    """Class ids [H, W] (0..255) -> VOC colours uint8 [H, W, 3]."""
+    labels = np.asarray(labels)
+    return _PALETTE[np.clip(labels, 0, 255).astype(np.uint8)]
+
+
+def semantic_overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Blends the VOC colours of `labels` [H, W] over `image` uint8 [H, W, 3].
+
+    Background (0) stays the image; 255 (ignore) is drawn in the VOC void colour.
+    """
+    image = np.asarray(image, dtype=np.uint8)
+    labels = np.asarray(labels)
+    if labels.shape != image.shape[:2]:
+        raise ValueError(f"labels shape {labels.shape} does not match image shape {image.shape[:2]}")
+    colors = colorize(labels)
+    blended = cv2.addWeighted(image, 1.0 - alpha, colors, alpha, 0.0)
+    return np.where((labels == 0)[..., None], image, blended).astype(np.uint8)
+
+
+def instance_overlay(image: np.ndarray, boxes, masks, classes, scores=None, class_names=None,
+                     alpha: float = 0.5) -> np.ndarray:
+    """Draws instance masks, boxes and "name score" labels over `image`.
+
+    Args:
+        image: uint8 [H, W, 3] RGB.
+        boxes: float [N, 4] `[x1, y1, x2, y2]` in image pixels.
+        masks: {0,1} [N, H, W] (or None).
+        classes: int [N], ids into `class_names` (names[i] for class i).
+        scores: optional float [N].
+        class_names: optional list of names indexed by class id.
+    """
+    out = np.asarray(image, dtype=np.uint8).copy()
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    classes = np.asarray(classes).reshape(-1)
+    colors = voc_palette(len(boxes) + 1)[1:]
+    if masks is not None:
+        for i, mask in enumerate(np.asarray(masks)):
+            region = mask.astype(bool)
+            out[region] = ((1 - alpha) * out[region] + alpha * colors[i]).astype(np.uint8)
+    height, width = out.shape[:2]
+    for i, (x1, y1, x2, y2) in enumerate(boxes):
+        color = tuple(int(c) for c in colors[i])
+        p1 = (int(round(float(np.clip(x1, 0, width - 1)))), int(round(float(np.clip(y1, 0, height - 1)))))
+        p2 = (int(round(float(np.clip(x2, 0, width - 1)))), int(round(float(np.clip(y2, 0, height - 1)))))
+        cv2.rectangle(out, p1, p2, color, 1)
+        cid = int(classes[i])
+        name = class_names[cid] if class_names is not None and 0 <= cid < len(class_names) else str(cid)
+        text = name if scores is None else f"{name} {float(scores[i]):.2f}"
+        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.35, 1)
+        ty = max(p1[1], th + 2)
+        cv2.rectangle(out, (p1[0], ty - th - 2), (p1[0] + tw + 2, ty), color, -1)
+        cv2.putText(out, text, (p1[0] + 1, ty - 2), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
+                    (255, 255, 255), 1, cv2.LINE_AA)
+    return out

@@ -1,0 +1,38 @@
+"""A tiny semantic model registered as "tiny_segmenter" for the fit-loop tests.
+
+Two 3x3 convolutions and a 1x1 classifier (no batch norm, so replicas of a
+distributed run compute exactly what one process computes).
+"""
+
+import keras
+
+import segzoo
+from segzoo.models.base import resolve_class_names
+
+
+@keras.saving.register_keras_serializable(package="segzoo_tests")
+class TinySegmenter(keras.Model):
+    task = "semantic"
+
+    def __init__(self, num_classes=3, class_names=None, width=4, **kwargs):
+        images = keras.Input((None, None, 3))
+        x = keras.layers.Rescaling(1.0 / 255.0)(images)
+        x = keras.layers.Conv2D(width, 3, padding="same", activation="relu", name="conv1")(x)
+        x = keras.layers.Conv2D(width, 3, padding="same", activation="relu", name="conv2")(x)
+        logits = keras.layers.Conv2D(num_classes, 1, name="score", dtype="float32")(x)
+        super().__init__(images, logits, **kwargs)
+        self.num_classes = num_classes
+        self.width = width
+        self.class_names = resolve_class_names(class_names, num_classes)
+
+    def get_config(self):
+        return {"name": self.name, "num_classes": self.num_classes,
+                "class_names": self.class_names, "width": self.width}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+if "tiny_segmenter" not in segzoo.registry._REGISTRY:
+    segzoo.register_model("tiny_segmenter", task="semantic", description="test model")(TinySegmenter)
