@@ -1,10 +1,10 @@
 """segzoo.data: datasets and input pipelines.
 
-    ds = segzoo.data.load("shapes", "train")              # or voc, voc_instance, coco, folder
-    info = segzoo.data.get_info("shapes")                 # DatasetInfo
+ds = segzoo.data.load("shapes", "train")              # or voc, voc_instance, coco, folder
+info = segzoo.data.get_info("shapes")                 # DatasetInfo
 """
 
-from segzoo.data import folder, shapes  # noqa: F401  (register the datasets)
+from segzoo.data import folder, shapes, voc  # noqa: F401  (register the datasets)
 from segzoo.data.registry import DatasetInfo, get_info, list_datasets, load, register_dataset
 
 __all__ = ["DatasetInfo", "get_info", "list_datasets", "load", "register_dataset"]

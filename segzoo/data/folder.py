@@ -53,7 +53,9 @@ def folder_splits(data_dir) -> tuple[str, ...]:
     """Sub-directories of `data_dir` that hold an `images/` folder."""
     data_dir = _require_dir(data_dir)
     return tuple(
-        sorted(d for d in os.listdir(data_dir) if os.path.isdir(os.path.join(data_dir, d, "images")))
+        sorted(
+            d for d in os.listdir(data_dir) if os.path.isdir(os.path.join(data_dir, d, "images"))
+        )
     )
 
 

@@ -165,7 +165,10 @@ def semantic_eval_pipeline(ds, batch_size=1, *, size=None, pad_value=0.0):
     else:
         ds = ds.padded_batch(
             batch_size,
-            padding_values=(tf.constant(pad_value, tf.float32), tf.constant(IGNORE_LABEL, tf.int32)),
+            padding_values=(
+                tf.constant(pad_value, tf.float32),
+                tf.constant(IGNORE_LABEL, tf.int32),
+            ),
         )
     return ds.prefetch(AUTOTUNE)
 

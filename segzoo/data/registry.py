@@ -43,7 +43,9 @@ class DatasetInfo:
 
     def __post_init__(self):
         if self.task not in ("semantic", "instance"):
-            raise ValueError(f"DatasetInfo.task must be 'semantic' or 'instance', got {self.task!r}")
+            raise ValueError(
+                f"DatasetInfo.task must be 'semantic' or 'instance', got {self.task!r}"
+            )
         if len(self.class_names) != self.num_classes:
             raise ValueError(
                 f"DatasetInfo: {len(self.class_names)} class_names for num_classes="

@@ -159,7 +159,13 @@ def _options(split, seed, num_images, image_size, max_objects):
 
 
 def load_shapes(
-    split, data_dir=None, *, task="semantic", seed=0, num_images=None, image_size=128,
+    split,
+    data_dir=None,
+    *,
+    task="semantic",
+    seed=0,
+    num_images=None,
+    image_size=128,
     max_objects=4,
 ):
     """The shapes split as a `tf.data.Dataset` (module doc); `data_dir` is unused."""

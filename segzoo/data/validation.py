@@ -133,3 +133,21 @@ def read_split_list(path) -> list[str]:
     if not names:
         raise ValueError(f"Split list {path!r} is empty; expected one image name per line.")
     return names
+
+
+def unreachable_reason(url, timeout=5.0) -> str | None:
+    """None when `url`'s host accepts a TCP connection within `timeout` s, else why not.
+
+    Checked before a download so an offline machine fails in seconds with a clear
+    message instead of retrying for minutes.
+    """
+    import socket
+    import urllib.parse
+
+    parsed = urllib.parse.urlparse(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname, port), timeout=timeout):
+            return None
+    except OSError as e:
+        return f"{parsed.hostname}:{port} is unreachable ({type(e).__name__}: {e}); offline?"

@@ -50,9 +50,13 @@ def test_semantic_train_crop_flip_consistent():
 
 def test_semantic_train_pads_with_mean_and_255():
     ds, mask = _position_dataset(height=10, width=14, count=1)
-    images, masks = next(iter(semantic_train_pipeline(
-        ds, (16, 20), 1, scale_range=(1.0, 1.0), flip=False, photometric=False, seed=0
-    )))
+    images, masks = next(
+        iter(
+            semantic_train_pipeline(
+                ds, (16, 20), 1, scale_range=(1.0, 1.0), flip=False, photometric=False, seed=0
+            )
+        )
+    )
     images, masks = images.numpy()[0], masks.numpy()[0]
     np.testing.assert_array_equal(masks[:10, :14], mask)
     assert (masks[10:] == 255).all() and (masks[:, 14:] == 255).all()
