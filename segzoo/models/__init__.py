@@ -2,3 +2,4 @@
 
 import segzoo.models.fcn  # noqa: E402,F401
 import segzoo.models.unet  # noqa: E402,F401
+import segzoo.models.mask_rcnn  # noqa: E402,F401
