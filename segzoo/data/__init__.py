@@ -4,7 +4,7 @@ ds = segzoo.data.load("shapes", "train")              # or voc, voc_instance, co
 info = segzoo.data.get_info("shapes")                 # DatasetInfo
 """
 
-from segzoo.data import folder, shapes, voc, voc_instance  # noqa: F401  (register the datasets)
+from segzoo.data import coco, folder, shapes, voc, voc_instance  # noqa: F401  (registers)
 from segzoo.data.registry import DatasetInfo, get_info, list_datasets, load, register_dataset
 
 __all__ = ["DatasetInfo", "get_info", "list_datasets", "load", "register_dataset"]

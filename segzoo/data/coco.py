@@ -1,0 +1,281 @@
+"""`coco`: instance segmentation data in the COCO 2017 layout.
+
+    DIR/annotations/instances_{split}.json     COCO-format annotations
+    DIR/{split}/FILE_NAME                      the images ("file_name" of the JSON)
+
+Splits are the `instances_*.json` files present (`train2017`, `val2017`, or
+your own names). Category ids may be non-contiguous (COCO's 80 classes use ids
+1..90): they are sorted and mapped to labels 1..K; `DatasetInfo.category_ids`
+maps label k back to `category_ids[k - 1]` for evaluation, and class names come
+from the JSON. Categories are read from the smallest annotation file and must
+be the same in every split.
+
+Segmentations: polygons (a list of [x1, y1, x2, y2, ...]) and RLE (compressed
+or uncompressed counts), decoded with pycocotools. Crowd annotations
+(`iscrowd: 1`) are kept with `is_crowd=True` (the training pipeline drops
+them by default). Images without annotations are kept as negatives.
+
+Checked at `load` (ValueError naming the JSON and the annotation/image):
+an annotation whose image_id or category_id is not in the JSON, duplicate
+image ids, an image file missing from DIR/{split}/, an RLE whose size differs
+from its image. Repaired or skipped, with a warning that gives the counts:
+boxes reaching outside the image are clipped to it; annotations whose clipped
+box is empty (width or height <= 0) or whose segmentation has no polygon of
+at least 3 points are skipped. An image whose decoded size differs from the
+JSON's height/width raises ValueError when it is read.
+
+Elements: {"image": uint8 [H, W, 3], "boxes": float32 [N, 4] xyxy pixels,
+"classes": int32 [N] 1..K, "masks": uint8 [N, H, W], "is_crowd": bool [N],
+"image_id": int64 (the COCO image id)}, in increasing image id.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import warnings
+
+import numpy as np
+import tensorflow as tf
+
+from segzoo.data import validation
+from segzoo.data.registry import DatasetInfo, check_split, register_dataset
+
+
+def _require_dir(data_dir):
+    if data_dir is None:
+        raise ValueError(
+            "The 'coco' dataset needs data_dir (--data-dir): a directory holding "
+            "annotations/instances_{split}.json and {split}/ image folders."
+        )
+    data_dir = os.path.abspath(os.fspath(data_dir))
+    if not os.path.isdir(os.path.join(data_dir, "annotations")):
+        raise ValueError(
+            f"coco: {os.path.join(data_dir, 'annotations')!r} is not a directory; expected "
+            "the COCO layout DIR/annotations/instances_{split}.json + DIR/{split}/."
+        )
+    return data_dir
+
+
+def coco_splits(data_dir) -> tuple[str, ...]:
+    """Split names of the `annotations/instances_{split}.json` files in `data_dir`."""
+    files = os.listdir(os.path.join(_require_dir(data_dir), "annotations"))
+    return tuple(
+        sorted(
+            f[len("instances_") : -5]
+            for f in files
+            if f.startswith("instances_") and f.endswith(".json")
+        )
+    )
+
+
+def _read_json(path):
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"coco: cannot read {path!r} ({type(e).__name__}: {e}).") from e
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise ValueError(f"coco: {path!r} has no {key!r} list; expected a COCO instances file.")
+    return data
+
+
+def _categories(data, path):
+    categories = sorted(data["categories"], key=lambda c: int(c["id"]))
+    ids = [int(c["id"]) for c in categories]
+    if len(set(ids)) != len(ids) or not ids:
+        raise ValueError(f"coco: {path!r} has duplicate or no category ids: {ids}.")
+    return tuple(ids), tuple(str(c.get("name", c["id"])) for c in categories)
+
+
+@functools.lru_cache(maxsize=8)
+def _categories_of_file(path, _stamp):
+    return _categories(_read_json(path), path)
+
+
+def coco_info(data_dir=None, **_):
+    """`DatasetInfo` with the categories of the smallest annotation file (module doc)."""
+    data_dir = _require_dir(data_dir)
+    splits = coco_splits(data_dir)
+    if not splits:
+        raise ValueError(f"coco: no annotations/instances_{{split}}.json files in {data_dir!r}.")
+    paths = [os.path.join(data_dir, "annotations", f"instances_{s}.json") for s in splits]
+    path = min(paths, key=os.path.getsize)
+    stat = os.stat(path)
+    ids, names = _categories_of_file(path, (stat.st_mtime_ns, stat.st_size))
+    return DatasetInfo("instance", len(ids), names, category_ids=ids, splits=splits)
+
+
+def _polygons(segmentation):
+    """Polygons with at least 3 points (6 coordinates)."""
+    return [p for p in segmentation if len(p) >= 6 and len(p) % 2 == 0]
+
+
+def index_annotations(data, path, image_dir, category_ids):
+    """Per-image records from a parsed COCO JSON (checks and repairs of the module doc).
+
+    Returns:
+        list (sorted by image id) of dicts: id, file, height, width, and the
+        image's annotations (box xyxy, label 1..K, crowd flag, segmentation).
+    """
+    label_of = {cid: k + 1 for k, cid in enumerate(category_ids)}
+    images = {}
+    for image in data["images"]:
+        image_id = int(image["id"])
+        if image_id in images:
+            raise ValueError(f"coco: image id {image_id} appears twice in {path!r}.")
+        file = os.path.join(image_dir, image["file_name"])
+        images[image_id] = {
+            "id": image_id,
+            "file": file,
+            "height": int(image["height"]),
+            "width": int(image["width"]),
+            "annotations": [],
+        }
+    clipped = degenerate = empty = 0
+    for ann in data["annotations"]:
+        image = images.get(int(ann["image_id"]))
+        if image is None:
+            raise ValueError(
+                f"coco: annotation {ann.get('id')} in {path!r} points to image_id "
+                f"{ann['image_id']}, which is not in its 'images'; expected an existing image id."
+            )
+        label = label_of.get(int(ann["category_id"]))
+        if label is None:
+            raise ValueError(
+                f"coco: annotation {ann.get('id')} in {path!r} has category_id "
+                f"{ann['category_id']}; expected one of {list(category_ids)}."
+            )
+        x, y, w, h = (float(v) for v in ann["bbox"])
+        height, width = image["height"], image["width"]
+        box = [min(max(x, 0.0), width), min(max(y, 0.0), height)]
+        box += [min(max(x + w, 0.0), width), min(max(y + h, 0.0), height)]
+        if box[2] - box[0] <= 0 or box[3] - box[1] <= 0:
+            degenerate += 1
+            continue
+        clipped += box != [x, y, x + w, y + h]
+        segmentation = ann.get("segmentation")
+        if isinstance(segmentation, list):
+            segmentation = _polygons(segmentation)
+            if not segmentation:
+                empty += 1
+                continue
+        elif isinstance(segmentation, dict):
+            if [int(v) for v in segmentation.get("size", [])] != [height, width]:
+                raise ValueError(
+                    f"coco: annotation {ann.get('id')} in {path!r} has an RLE of size "
+                    f"{segmentation.get('size')} for image {image['id']} of size "
+                    f"{[height, width]}; expected [height, width] of the image."
+                )
+        else:
+            empty += 1
+            continue
+        image["annotations"].append(
+            {
+                "box": box,
+                "label": label,
+                "crowd": bool(ann.get("iscrowd", 0)),
+                "segmentation": segmentation,
+            }
+        )
+    if clipped or degenerate or empty:
+        warnings.warn(
+            f"coco: {path}: clipped {clipped} box(es) to their image; skipped {degenerate} "
+            f"annotation(s) with an empty box and {empty} with no polygon of >= 3 points.",
+            stacklevel=3,
+        )
+    return [images[i] for i in sorted(images)]
+
+
+def decode_masks(annotations, height, width) -> np.ndarray:
+    """uint8 [N, H, W] masks of polygon / RLE segmentations (pycocotools)."""
+    from pycocotools import mask as mask_utils
+
+    masks = np.zeros((len(annotations), height, width), np.uint8)
+    for i, ann in enumerate(annotations):
+        segmentation = ann["segmentation"]
+        if isinstance(segmentation, list):
+            rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+        elif isinstance(segmentation["counts"], list):
+            rle = mask_utils.frPyObjects(segmentation, height, width)
+        else:
+            rle = segmentation
+        masks[i] = mask_utils.decode(rle)
+    return masks
+
+
+def read_record(record):
+    """(image, boxes, classes, masks, is_crowd) numpy arrays of one image record."""
+    image = validation.read_image(record["file"])
+    if image.shape[:2] != (record["height"], record["width"]):
+        raise ValueError(
+            f"coco: image {record['file']!r} is {image.shape[1]}x{image.shape[0]} (WxH) but "
+            f"its JSON entry says {record['width']}x{record['height']}."
+        )
+    anns = record["annotations"]
+    boxes = np.asarray([a["box"] for a in anns], np.float32).reshape(-1, 4)
+    classes = np.asarray([a["label"] for a in anns], np.int32)
+    crowd = np.asarray([a["crowd"] for a in anns], bool)
+    return image, boxes, classes, decode_masks(anns, *image.shape[:2]), crowd
+
+
+def load_coco(split, data_dir=None, **_):
+    """One split of a COCO-layout dataset (module doc)."""
+    info = coco_info(data_dir)
+    check_split("coco", split, info.splits)
+    data_dir = _require_dir(data_dir)
+    path = os.path.join(data_dir, "annotations", f"instances_{split}.json")
+    data = _read_json(path)
+    ids, _ = _categories(data, path)
+    if ids != info.category_ids:
+        raise ValueError(
+            f"coco: the categories of {path!r} ({list(ids)}) differ from the other splits' "
+            f"({list(info.category_ids)}); expected the same categories in every split."
+        )
+    image_dir = os.path.join(data_dir, split)
+    records = index_annotations(data, path, image_dir, ids)
+    del data
+    if not records:
+        raise ValueError(f"coco: {path!r} lists no images; expected a non-empty split.")
+    missing = [r["file"] for r in records if not os.path.isfile(r["file"])]
+    if missing:
+        raise ValueError(
+            f"coco: {len(missing)} image file(s) of {path!r} are missing, e.g. {missing[0]!r}; "
+            f"expected the images of split {split!r} in {image_dir!r}."
+        )
+
+    def read(index):
+        return read_record(records[int(index)])
+
+    def to_element(index, image_id):
+        image, boxes, classes, masks, crowd = tf.numpy_function(
+            read, [index], (tf.uint8, tf.float32, tf.int32, tf.uint8, tf.bool), stateful=False
+        )
+        image.set_shape([None, None, 3])
+        boxes.set_shape([None, 4])
+        classes.set_shape([None])
+        masks.set_shape([None, None, None])
+        crowd.set_shape([None])
+        return {
+            "image": image,
+            "boxes": boxes,
+            "classes": classes,
+            "masks": masks,
+            "is_crowd": crowd,
+            "image_id": image_id,
+        }
+
+    indices = np.arange(len(records), dtype=np.int64)
+    image_ids = np.asarray([r["id"] for r in records], np.int64)
+    ds = tf.data.Dataset.from_tensor_slices((indices, image_ids))
+    return ds.map(to_element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+register_dataset(
+    "coco",
+    loader=load_coco,
+    info=coco_info,
+    description="COCO-format instances: DIR/annotations/instances_{split}.json + DIR/{split}/",
+)
