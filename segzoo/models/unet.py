@@ -46,7 +46,11 @@ class PadToMultiple(keras.layers.Layer):
         m = self.multiple
         pad_h = (-shape[1]) % m
         pad_w = (-shape[2]) % m
-        return keras.ops.pad(inputs, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
+        padded = keras.ops.pad(inputs, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
+        # The reshape changes no value; it keeps TFLite's converter from folding a
+        # data-dependent Pad into the next Conv2D (which it then cannot convert).
+        return keras.ops.reshape(
+            padded, (shape[0], shape[1] + pad_h, shape[2] + pad_w, shape[3]))
 
     def compute_output_shape(self, input_shape):
         def size(n):
