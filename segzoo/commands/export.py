@@ -1,0 +1,18 @@
+"""`segzoo export --checkpoint CKPT --out PATH [--format saved_model|tflite] ...`."""
+
+from __future__ import annotations
+
+
+def run(args) -> int:
+    from segzoo.export import export_checkpoint
+
+    path = export_checkpoint(
+        args.checkpoint,
+        args.out,
+        format=args.format,
+        max_detections=args.max_detections,
+        serving_layout=args.serving_layout,
+        quantize=args.quantize,
+    )
+    print(f"exported {args.checkpoint} as {args.format} to {path}")
+    return 0

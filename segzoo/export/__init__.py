@@ -1,0 +1,43 @@
+"""Export segzoo models: SavedModel with serving signatures, TFLite for semantic models.
+
+    from segzoo.export import export_saved_model, export_tflite, export_checkpoint
+    export_saved_model(model, "exports/unet")          # serving_default + serving_bytes
+    export_tflite(model, "unet.tflite", quantize="fp16")
+    export_checkpoint("runs/unet/model.keras", "exports/unet")   # what `segzoo export` runs
+"""
+
+from __future__ import annotations
+
+from segzoo.export.saved_model import export_saved_model
+from segzoo.export.serving import ServingModule
+from segzoo.export.tflite import convert_to_tflite, export_tflite
+
+FORMATS = ("saved_model", "tflite")
+
+
+def export_checkpoint(checkpoint, out, *, format="saved_model", max_detections=None,
+                      serving_layout=False, version=1, quantize=None) -> str:
+    """Loads a segzoo `.keras` checkpoint (safe_mode=True) and exports it; returns the path.
+
+    Raises:
+        FileNotFoundError: `checkpoint` does not exist.
+        ValueError: not a segzoo checkpoint, unknown `format`, or an option
+            that does not apply to the format / model.
+    """
+    from segzoo.models.base import load_checkpoint
+
+    if format not in FORMATS:
+        raise ValueError(f"unknown export format {format!r}; expected one of {FORMATS}")
+    if format == "tflite" and (serving_layout or max_detections is not None):
+        raise ValueError("--serving-layout and --max-detections apply to --format saved_model")
+    if format == "saved_model" and quantize is not None:
+        raise ValueError("--quantize applies to --format tflite")
+    model = load_checkpoint(checkpoint)
+    if format == "tflite":
+        return export_tflite(model, out, quantize=quantize)
+    return export_saved_model(model, out, max_detections=max_detections,
+                              serving_layout=serving_layout, version=version)
+
+
+__all__ = ["FORMATS", "ServingModule", "convert_to_tflite", "export_checkpoint",
+           "export_saved_model", "export_tflite"]

@@ -1,0 +1,239 @@
+"""The serving module: a `tf.Module` that owns pre- and post-processing around a segzoo model.
+
+The exported graph takes what a client has (uint8 pixels or encoded JPEG/PNG
+bytes) and returns final results, so a process that loads the SavedModel needs
+only TensorFlow (DESIGN.md "Exported SavedModel"):
+
+    serving_default(images: uint8 [B, H, W, 3] RGB, any B, H, W)
+        semantic: labels int32 [B, H, W] (argmax class id),
+                  probabilities float32 [B, H, W, K] (softmax of the logits)
+        instance: boxes float32 [B, N, 4] ([x1, y1, x2, y2] input pixels),
+                  scores float32 [B, N], classes int32 [B, N] (the dataset's
+                  original category ids; 0 on padding rows), masks uint8 {0, 1}
+                  [B, N, H, W] pasted into the image, num_detections int32 [B];
+                  N = max detections, rows >= num_detections are padding.
+    serving_bytes(image_bytes: string [B] of JPEG / PNG / BMP / GIF (first frame))
+        the same outputs plus image_sizes int32 [B, 2] (each image's H, W).
+        Images of one batch may differ in size: each is decoded and run alone
+        at its own size (results equal serving_default on that image), and the
+        outputs are padded at the bottom/right to the largest H, W of the batch
+        (labels with -1, probabilities and masks with 0).
+    class_names() -> string [K] (semantic: ids 0..K-1; instance: ids 1..K,
+        in the order of the contiguous class ids, see category_ids())
+    category_ids() -> int32 [K] (instance: the original id of class k at k-1)
+
+Pixel casting (uint8 -> float32 in [0, 255]) and, for one-channel models,
+RGB -> grey conversion happen here; normalisation and Mask R-CNN's resize,
+padding and mask paste-back happen inside the model.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+IMAGES_SPEC = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
+BYTES_SPEC = tf.TensorSpec([None], tf.string, name="image_bytes")
+SEMANTIC_OUTPUTS = ("labels", "probabilities")
+INSTANCE_OUTPUTS = ("boxes", "scores", "classes", "masks", "num_detections")
+# Value the bytes signature pads each output with, beyond an image's own size.
+_PAD_VALUES = {"labels": -1}
+
+
+def instance_class_names(model) -> list[str]:
+    """The K names of classes 1..K of an instance model (its list may start with background)."""
+    names = [str(n) for n in model.class_names]
+    category_ids = getattr(model, "category_ids", None)
+    num = len(category_ids) if category_ids else int(model.get_config().get("num_classes", 0))
+    if num and len(names) == num + 1:
+        return names[1:]
+    return names
+
+
+class ServingModule(tf.Module):
+    """Wraps a segzoo model with the export's serving signatures.
+
+    Args:
+        model: a segzoo keras.Model (`task` "semantic" or "instance").
+        max_detections: instance models: keep at most this many detections
+            (the model's best-scoring first rows); None keeps the model's N.
+    """
+
+    def __init__(self, model, *, max_detections=None):
+        super().__init__(name="segzoo_serving")
+        # The Keras model is held untracked: what the SavedModel must own are the
+        # tf.Variables its graph reads. Tracking the Keras object instead saves
+        # its wrappers, and TFLite's converter then finds the captured variables
+        # uninitialised (garbage/NaN outputs); keras' ExportArchive does the same.
+        object.__setattr__(self, "model", model)
+        self.model_variables = [_tf_variable(v) for v in model.variables]
+        self.task = model.task
+        config = model.get_config()
+        self._grey = int(config.get("input_channels", 3) or 3) == 1
+        # U-Net with "valid" convolutions returns a smaller map: resize it back.
+        self._resize_logits = self.task == "semantic" and config.get("padding") == "valid"
+        if self.task == "semantic":
+            if max_detections is not None:
+                raise ValueError("max_detections applies to instance models only; "
+                                 f"this checkpoint is a {self.task} model")
+            names = [str(n) for n in model.class_names]
+            category_ids = list(range(len(names)))
+        else:
+            names = instance_class_names(model)
+            category_ids = list(getattr(model, "category_ids", None) or range(1, len(names) + 1))
+            if len(category_ids) != len(names):
+                raise ValueError(f"model has {len(names)} class names but "
+                                 f"{len(category_ids)} category_ids")
+            if max_detections is not None and int(max_detections) < 1:
+                raise ValueError(f"max_detections must be >= 1, got {max_detections}")
+        self.max_detections = None if max_detections is None else int(max_detections)
+        self.class_name_list = names
+        self.category_id_list = [int(c) for c in category_ids]
+        self._names = tf.constant(names, tf.string)
+        self._ids = tf.constant(self.category_id_list, tf.int32)
+        # Class id k (1..K) -> original category id; 0 (padding) stays 0.
+        self._id_lookup = tf.constant([0] + self.category_id_list, tf.int32)
+
+    # === Signatures ===
+    @tf.function(input_signature=[IMAGES_SPEC])
+    def serving_default(self, images):
+        return self._predict(images)
+
+    @tf.function(input_signature=[BYTES_SPEC])
+    def serving_bytes(self, image_bytes):
+        return self._predict_encoded(image_bytes)
+
+    @tf.function(input_signature=[])
+    def class_names(self):
+        return self._names
+
+    @tf.function(input_signature=[])
+    def category_ids(self):
+        return self._ids
+
+    # === Pre- and post-processing ===
+    def _model_inputs(self, images):
+        pixels = tf.cast(images, tf.float32)
+        if self._grey:
+            pixels = tf.image.rgb_to_grayscale(pixels)
+        return pixels
+
+    def _predict(self, images):
+        if self.task == "semantic":
+            return self._semantic(images)
+        return self._instance(images)
+
+    def _semantic(self, images):
+        logits = tf.cast(self.model(self._model_inputs(images), training=False), tf.float32)
+        if self._resize_logits:
+            logits = tf.image.resize(logits, tf.shape(images)[1:3], method="bilinear")
+        return {
+            "labels": tf.argmax(logits, axis=-1, output_type=tf.int32),
+            "probabilities": tf.nn.softmax(logits, axis=-1),
+        }
+
+    def _instance(self, images):
+        outputs = self.model(self._model_inputs(images), training=False)
+        boxes = tf.cast(outputs["boxes"], tf.float32)
+        scores = tf.cast(outputs["scores"], tf.float32)
+        classes = tf.cast(outputs["classes"], tf.int32)
+        masks = tf.cast(outputs["masks"], tf.uint8)
+        num_detections = tf.cast(outputs["num_detections"], tf.int32)
+        if self.max_detections is not None:
+            # Rows are sorted by score, so the first N are the best N.
+            keep = self.max_detections
+            boxes, scores, classes, masks = (
+                boxes[:, :keep], scores[:, :keep], classes[:, :keep], masks[:, :keep])
+            num_detections = tf.minimum(num_detections, keep)
+        return {
+            "boxes": boxes,
+            "scores": scores,
+            "classes": tf.gather(self._id_lookup, classes),
+            "masks": masks,
+            "num_detections": num_detections,
+        }
+
+    def _predict_encoded(self, image_bytes):
+        count = tf.shape(image_bytes)[0]
+
+        def decode(i, decoded, sizes):
+            image = tf.io.decode_image(image_bytes[i], channels=3, dtype=tf.uint8,
+                                       expand_animations=False)
+            image = tf.ensure_shape(image, [None, None, 3])
+            return i + 1, decoded.write(i, image), sizes.write(i, tf.shape(image)[:2])
+
+        _, decoded, sizes = tf.while_loop(
+            lambda i, *_: i < count, decode,
+            (tf.constant(0),
+             tf.TensorArray(tf.uint8, size=count, infer_shape=False,
+                            element_shape=tf.TensorShape([None, None, 3])),
+             tf.TensorArray(tf.int32, size=count, element_shape=tf.TensorShape([2]))))
+        sizes = sizes.stack()
+        max_size = tf.maximum(tf.reduce_max(sizes, axis=0), 0)
+
+        names = SEMANTIC_OUTPUTS if self.task == "semantic" else INSTANCE_OUTPUTS
+        specs = self._output_specs()
+
+        def run_one(i, arrays):
+            image = decoded.read(i)
+            outputs = self._predict(image[tf.newaxis])
+            size = tf.shape(image)[:2]
+            return i + 1, tuple(
+                array.write(i, self._pad_to(outputs[name][0], name, size, max_size))
+                for name, array in zip(names, arrays, strict=True))
+
+        _, arrays = tf.while_loop(
+            lambda i, _: i < count, run_one,
+            (tf.constant(0),
+             tuple(tf.TensorArray(specs[name].dtype, size=count, infer_shape=False,
+                                  element_shape=specs[name].shape[1:]) for name in names)))
+        stacked = {name: array.stack() for name, array in zip(names, arrays, strict=True)}
+        stacked["image_sizes"] = sizes
+        return stacked
+
+    def _output_specs(self):
+        k = len(self.class_name_list)
+        if self.task == "semantic":
+            return {"labels": tf.TensorSpec([None, None, None], tf.int32),
+                    "probabilities": tf.TensorSpec([None, None, None, k], tf.float32)}
+        return {"boxes": tf.TensorSpec([None, None, 4], tf.float32),
+                "scores": tf.TensorSpec([None, None], tf.float32),
+                "classes": tf.TensorSpec([None, None], tf.int32),
+                "masks": tf.TensorSpec([None, None, None, None], tf.uint8),
+                "num_detections": tf.TensorSpec([None], tf.int32)}
+
+    @staticmethod
+    def _pad_to(value, name, size, max_size):
+        """Pads one image's output (no batch axis) to `max_size` [H, W] at the bottom/right."""
+        extra = max_size - size  # [2]
+        if name in ("labels", "probabilities"):  # [H, W] / [H, W, K]
+            spatial = 0
+        elif name == "masks":  # [N, H, W]
+            spatial = 1
+        else:
+            return value
+        rank = len(value.shape)
+        paddings = [[0, 0]] * rank
+        paddings[spatial] = [0, extra[0]]
+        paddings[spatial + 1] = [0, extra[1]]
+        return tf.pad(value, paddings, constant_values=_PAD_VALUES.get(name, 0))
+
+    def signatures(self) -> dict:
+        """Traces the functions; returns the concrete functions to save as signatures.
+
+        Also tracks any variable the traced graphs capture beyond `model.variables`.
+        """
+        functions = {
+            "serving_default": self.serving_default.get_concrete_function(),
+            "serving_bytes": self.serving_bytes.get_concrete_function(),
+        }
+        known = {id(v) for v in self.model_variables}
+        self.captured_variables = [
+            v for function in functions.values() for v in function.variables
+            if id(v) not in known]
+        return functions
+
+
+def _tf_variable(variable):
+    """The tf.Variable behind a Keras 3 variable (the TensorFlow backend wraps one)."""
+    value = getattr(variable, "value", None)
+    return value if isinstance(value, tf.Variable) else variable

@@ -1,0 +1,76 @@
+"""TFLite export of semantic models (FCN, U-Net), float32 or float16 weights.
+
+    from segzoo.export import export_tflite
+    export_tflite(model, "unet.tflite")                  # float32
+    export_tflite(model, "unet_fp16.tflite", quantize="fp16")
+
+The flatbuffer holds one signature, "serving_default", the SavedModel's:
+`images` uint8 [1, H, W, 3] -> `labels` int32 [1, H, W], `probabilities`
+float32 [1, H, W, K]. H and W are dynamic (shape signature [-1, -1, -1, 3]):
+
+    interpreter = tf.lite.Interpreter(model_path="unet.tflite")
+    index = interpreter.get_input_details()[0]["index"]
+    interpreter.resize_tensor_input(index, [1, H, W, 3])
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(index, image[None]); interpreter.invoke()
+    # or: interpreter.get_signature_runner()(images=image[None])
+
+Instance models (Mask R-CNN) are not exported to TFLite; see README
+"Export and serving" for what blocks it.
+"""
+
+from __future__ import annotations
+
+import os
+
+import tensorflow as tf
+
+from segzoo.export.files import replace_path, staging_directory
+from segzoo.export.saved_model import check_model
+from segzoo.export.serving import ServingModule
+
+QUANTIZATIONS = (None, "fp16")
+
+MASK_RCNN_TFLITE_BLOCKER = (
+    "TFLite export is for semantic models only. Mask R-CNN's inference graph needs "
+    "TensorFlow ops that TFLite's builtin op set lacks (CropAndResize for RoIAlign and mask "
+    "paste-back, dynamic-size NonMaxSuppression per class, TensorList control flow); "
+    "export it as a SavedModel instead (segzoo export --format saved_model)."
+)
+
+
+def convert_to_tflite(model, *, quantize=None) -> bytes:
+    """Converts a semantic segzoo model's serving function; returns the flatbuffer bytes."""
+    check_model(model)
+    if quantize not in QUANTIZATIONS:
+        raise ValueError(f"quantize must be one of {QUANTIZATIONS}, got {quantize!r}")
+    if model.task != "semantic":
+        raise ValueError(MASK_RCNN_TFLITE_BLOCKER)
+    module = ServingModule(model)
+    module.signatures()  # traces, and tracks every variable the graph captures
+    function = module.serving_default.get_concrete_function()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], module)
+    if quantize == "fp16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    return converter.convert()
+
+
+def export_tflite(model, path, quantize=None) -> str:
+    """Writes a `.tflite` file for a semantic model (replacing `path` atomically).
+
+    Args:
+        model: a semantic segzoo model.
+        path: the output file.
+        quantize: None (float32 weights) or "fp16" (float16 weights, float32 compute).
+    Returns:
+        `path`.
+    """
+    path = os.fspath(path)
+    flatbuffer = convert_to_tflite(model, quantize=quantize)
+    with staging_directory(path) as staging:
+        staged = os.path.join(staging, "model.tflite")
+        with open(staged, "wb") as f:
+            f.write(flatbuffer)
+        replace_path(staged, path)
+    return path
