@@ -64,7 +64,7 @@ def _randomise_batchnorm(model, seed=0):
             w.assign(rng.uniform(0.5, 1.5, w.shape).astype("float32"))
 
 
-@pytest.mark.parametrize("depth", [50, 101])
+@pytest.mark.parametrize("depth", [50, pytest.param(101, marks=pytest.mark.slow)])
 def test_keras_layout_equals_keras_applications(depth):
     builder = {50: keras.applications.ResNet50, 101: keras.applications.ResNet101}[depth]
     reference = builder(weights=None, include_top=False, input_shape=(64, 64, 3))
@@ -79,7 +79,8 @@ def test_keras_layout_equals_keras_applications(depth):
     (18, "basic", (2, 2, 2, 2), 11_689_512 - 513_000),
     (34, "basic", (3, 4, 6, 3), 21_797_672 - 513_000),
     (50, "bottleneck", (3, 4, 6, 3), 25_557_032 - 2_049_000),
-    (101, "bottleneck", (3, 4, 23, 3), 44_549_160 - 2_049_000),
+    pytest.param(101, "bottleneck", (3, 4, 23, 3), 44_549_160 - 2_049_000,
+                 marks=pytest.mark.slow),
 ])
 def test_torchvision_layout_parameter_counts(depth, block, blocks, expected):
     assert _torchvision_count_by_formula(block, blocks) == expected
