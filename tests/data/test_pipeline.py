@@ -195,3 +195,33 @@ def test_bad_arguments():
         semantic_train_pipeline(ds, (0, 16), 2)
     with pytest.raises(ValueError, match="pad_size"):
         instance_train_pipeline(_instance_dataset(), 20, 1, pad_size=50)
+
+
+def _reference_jitter(x, brightness, contrast, saturation, hue):
+    """Sequential float64 numpy version of the four jitter steps."""
+    x = x.astype(np.float64) + brightness
+    mean = x.mean(axis=(0, 1))
+    x = (x - mean) * contrast + mean
+    grey = x @ np.array([0.299, 0.587, 0.114])
+    x = grey[..., None] + saturation * (x - grey[..., None])
+    to_yiq = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+    yiq = x @ to_yiq.T
+    c, s = np.cos(2 * np.pi * hue), np.sin(2 * np.pi * hue)
+    i, q = yiq[..., 1].copy(), yiq[..., 2].copy()
+    yiq[..., 1], yiq[..., 2] = c * i - s * q, s * i + c * q
+    return yiq @ np.linalg.inv(to_yiq).T
+
+
+def test_color_jitter_affine_matches_sequential_steps():
+    from segzoo.data.pipeline import color_jitter_affine
+
+    x = np.random.default_rng(0).uniform(0, 255, (5, 6, 3))
+    for factors in [(0.0, 1.0, 1.0, 0.0), (20.0, 1.2, 0.8, 0.05), (-32.0, 0.8, 1.2, -0.05)]:
+        a, b = color_jitter_affine(*[tf.constant(f, tf.float32) for f in factors],
+                                   tf.constant(x.mean(axis=(0, 1)), tf.float32))  # fmt: skip
+        got = x @ a.numpy().T + b.numpy()
+        np.testing.assert_allclose(got, _reference_jitter(x, *factors), atol=2e-3)
+    # neutral factors: identity (grey stays grey under any hue rotation)
+    grey = np.full((1, 1, 3), 77.0)
+    a, b = color_jitter_affine(0.0, 1.0, 1.0, 0.05, tf.constant([77.0, 77.0, 77.0]))
+    np.testing.assert_allclose(grey @ a.numpy().T + b.numpy(), grey, atol=1e-3)

@@ -85,3 +85,12 @@ def test_unknown_split_and_dataset():
         load("shapes", "training")
     with pytest.raises(ValueError, match="Did you mean 'shapes'"):
         load("shape", "train")
+
+
+def test_cache_gives_identical_epochs():
+    for cache in (True, False):
+        ds = load("shapes", "val", num_images=4, image_size=32, task="instance", cache=cache)
+        first, second = _take(ds, 4), _take(ds, 4)
+        for a, b in zip(first, second, strict=True):
+            for key in a:
+                np.testing.assert_array_equal(a[key], b[key])
