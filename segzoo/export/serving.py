@@ -69,8 +69,9 @@ class ServingModule(tf.Module):
         self.task = model.task
         config = model.get_config()
         self._grey = int(config.get("input_channels", 3) or 3) == 1
-        # U-Net with "valid" convolutions returns a smaller map: resize it back.
-        self._resize_logits = self.task == "semantic" and config.get("padding") == "valid"
+        # U-Net with "valid" convolutions sees only the centre of its input: the
+        # paper's overlap-tile strategy mirrors the image so the output covers it.
+        self._valid_unet = self.task == "semantic" and config.get("padding") == "valid"
         if self.task == "semantic":
             if max_detections is not None:
                 raise ValueError("max_detections applies to instance models only; "
@@ -123,9 +124,13 @@ class ServingModule(tf.Module):
         return self._instance(images)
 
     def _semantic(self, images):
-        logits = tf.cast(self.model(self._model_inputs(images), training=False), tf.float32)
-        if self._resize_logits:
-            logits = tf.image.resize(logits, tf.shape(images)[1:3], method="bilinear")
+        pixels = self._model_inputs(images)
+        if self._valid_unet:
+            pixels = _mirror_for_valid_unet(pixels)
+        logits = tf.cast(self.model(pixels, training=False), tf.float32)
+        if self._valid_unet:
+            size = tf.shape(images)
+            logits = logits[:, : size[1], : size[2]]
         return {
             "labels": tf.argmax(logits, axis=-1, output_type=tf.int32),
             "probabilities": tf.nn.softmax(logits, axis=-1),
@@ -237,3 +242,43 @@ def _tf_variable(variable):
     """The tf.Variable behind a Keras 3 variable (the TensorFlow backend wraps one)."""
     value = getattr(variable, "value", None)
     return value if isinstance(value, tf.Variable) else variable
+
+
+# A "valid" U-Net of depth 4 maps an input of 16 * b + 124 pixels (b >= 4) to
+# its centre, 184 pixels smaller: 92 pixels of context on each side.
+UNET_VALID_MARGIN = 92
+UNET_VALID_MULTIPLE = 16
+UNET_VALID_OFFSET = 124
+
+
+def _mirror_for_valid_unet(pixels):
+    """Mirror-pads [B, H, W, C] so a valid U-Net's output covers [0, H) x [0, W).
+
+    Top/left get the 92-pixel margin; bottom/right enough to reach the next
+    tileable size 16 * b + 124 >= H + 184. Mirroring (SYMMETRIC, repeated
+    for images smaller than the margin) is the paper's overlap-tile strategy.
+    """
+    shape = tf.shape(pixels)
+
+    def target(size):
+        blocks = tf.maximum(
+            (size + 2 * UNET_VALID_MARGIN - UNET_VALID_OFFSET + UNET_VALID_MULTIPLE - 1)
+            // UNET_VALID_MULTIPLE, 4)
+        return blocks * UNET_VALID_MULTIPLE + UNET_VALID_OFFSET
+
+    margin = tf.constant(UNET_VALID_MARGIN)
+    remaining = tf.stack([margin, target(shape[1]) - shape[1] - margin,
+                          margin, target(shape[2]) - shape[2] - margin])
+
+    def body(x, remaining):
+        size = tf.shape(x)
+        limit = tf.stack([size[1], size[1], size[2], size[2]])
+        step = tf.minimum(remaining, limit)
+        x = tf.pad(x, [[0, 0], [step[0], step[1]], [step[2], step[3]], [0, 0]], mode="SYMMETRIC")
+        return x, remaining - step
+
+    padded, _ = tf.while_loop(
+        lambda x, remaining: tf.reduce_any(remaining > 0), body, (pixels, remaining),
+        shape_invariants=(tf.TensorShape([None, None, None, pixels.shape[-1]]),
+                          tf.TensorShape([4])))
+    return padded
