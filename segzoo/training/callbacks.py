@@ -195,7 +195,9 @@ class PredictionImages(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         from segzoo.visualize import semantic_overlay
 
-        logits = self.model.predict(self.images.astype(np.float32), verbose=0)
+        # A direct call, not model.predict: under tf.distribute only the chief runs this,
+        # and predict would start a collective the other workers never join.
+        logits = self.model(self.images.astype(np.float32), training=False)
         labels = np.argmax(np.asarray(logits, np.float32), axis=-1)
         panels = [
             np.concatenate([semantic_overlay(img, gt), semantic_overlay(img, pred)], axis=1)

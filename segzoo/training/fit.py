@@ -31,7 +31,7 @@ import keras
 import numpy as np
 
 from segzoo.training import callbacks as cb
-from segzoo.training.distribute import get_strategy, worker_info
+from segzoo.training.distribute import get_strategy, keras_multi_worker_fixes, worker_info
 from segzoo.training.optimizers import build_optimizer
 from segzoo.training.recipes import Recipe, apply_overrides, default_recipe_name, get_recipe
 from segzoo.training.schedules import PolyWarmup
@@ -155,6 +155,8 @@ def train(config, *, extra_callbacks=()) -> TrainResult:
     """
     import segzoo.data
 
+    # First: MultiWorkerMirroredStrategy must configure collectives before TensorFlow runs ops.
+    strategy = get_strategy(_get(config, "strategy") or "default")
     recipe, spec = resolve_recipe(config)
     model_name = _get(config, "model")
     data_dir = _get(config, "data_dir")
@@ -169,7 +171,6 @@ def train(config, *, extra_callbacks=()) -> TrainResult:
             f"model {model_name!r} is a {spec.task} model but dataset {recipe.data!r} is "
             f"{info.task}; choose a {spec.task} dataset"
         )
-    strategy = get_strategy(_get(config, "strategy") or "default")
     is_chief, worker_index = worker_info(strategy)
     os.makedirs(out, exist_ok=True)
     backup_dir = os.path.join(out, "backup")
@@ -194,8 +195,12 @@ def train(config, *, extra_callbacks=()) -> TrainResult:
                                           recipe.image_size, recipe.batch_size, seed)
             val_ds = None
             if recipe.val_split:
+                # One image per replica: batch 1 (original size) in one process; under
+                # tf.distribute every replica needs an image, so images are padded with 255
+                # (ignored by the metric) to a common size. `segzoo eval` is always exact.
+                val_batch = recipe.val_batch_size * strategy.num_replicas_in_sync
                 val_ds = task.val_dataset(info, recipe.data, data_dir, recipe.val_split,
-                                          recipe.image_size, recipe.val_batch_size, seed)
+                                          recipe.image_size, val_batch, seed)
             steps_per_epoch = recipe.steps_per_epoch
             if steps_per_epoch:
                 train_ds = train_ds.repeat()
@@ -261,15 +266,16 @@ def train(config, *, extra_callbacks=()) -> TrainResult:
                   f"{recipe.epochs} epochs x {epoch_steps} steps, batch {recipe.batch_size}, "
                   f"{strategy.num_replicas_in_sync} replica(s) -> {out}")
         start = time.monotonic()
-        model.fit(
-            train_ds,
-            validation_data=val_ds,
-            epochs=recipe.epochs,
-            steps_per_epoch=steps_per_epoch,
-            callbacks=callbacks,
-            shuffle=False,
-            verbose=verbose if is_chief else 0,
-        )
+        with keras_multi_worker_fixes(model, strategy):
+            model.fit(
+                train_ds,
+                validation_data=val_ds,
+                epochs=recipe.epochs,
+                steps_per_epoch=steps_per_epoch,
+                callbacks=callbacks,
+                shuffle=False,
+                verbose=verbose if is_chief else 0,
+            )
         elapsed = time.monotonic() - start
     finally:
         keras.mixed_precision.set_dtype_policy(previous_policy)

@@ -18,7 +18,9 @@ class SparseSegmentationCrossEntropy(keras.losses.Loss):
     (`normalize=True`, the default), or divided by the batch size only
     (`normalize=False`: the Caffe FCN reference's unnormalised loss, which is
     why its learning rate is 1e-10). Ignored pixels get loss 0 and gradient 0.
-    A batch with no valid pixel gives loss 0.
+    A batch with no valid pixel gives loss 0. Under tf.distribute each replica's
+    value is divided by the number of replicas (Keras's convention), so the
+    all-reduced gradient is that of the mean over the replicas.
 
     Args:
         ignore_label: label value to ignore (255 = VOC void / border).
@@ -59,8 +61,15 @@ class SparseSegmentationCrossEntropy(keras.losses.Loss):
                 valid = valid * weight
             total = tf.reduce_sum(losses)
             if self.normalize:
-                return tf.math.divide_no_nan(total, tf.reduce_sum(valid))
-            return total / tf.cast(tf.maximum(tf.shape(losses)[0], 1), tf.float32)
+                loss = tf.math.divide_no_nan(total, tf.reduce_sum(valid))
+            else:
+                loss = total / tf.cast(tf.maximum(tf.shape(losses)[0], 1), tf.float32)
+            # As Keras's own mean losses do: under tf.distribute each replica's loss is
+            # divided by the replica count, so the summed gradients are the mean's.
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            if replicas > 1:
+                loss = loss / float(replicas)
+            return loss
 
     def get_config(self):
         return {"name": self.name, "ignore_label": self.ignore_label, "normalize": self.normalize}

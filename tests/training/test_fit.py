@@ -9,18 +9,12 @@ import keras
 import numpy as np
 import pytest
 
-import tests.training.tiny_model  # noqa: F401  (registers "tiny_segmenter")
 from segzoo.models.base import load_checkpoint
 from segzoo.training import recipes
 from segzoo.training.fit import parse_model_args, resolve_recipe, train
+from tests.training import tiny_model  # registers "tiny_segmenter"
 
-# 4 fixed 32x32 shapes images, crops of the full image and no augmentation: every
-# epoch sees exactly the same single batch, so runs are comparable step by step.
-TINY = recipes.Recipe(
-    name="tiny", data="shapes", epochs=3, batch_size=4, image_size=32, optimizer="adam",
-    learning_rate=1e-2, schedule="constant", augment=False, val_max_images=4,
-    data_args={"num_images": 4, "image_size": 32},
-)
+TINY = tiny_model.tiny_recipe()
 
 
 def _config(out, **kwargs):

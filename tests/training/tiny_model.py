@@ -36,3 +36,18 @@ class TinySegmenter(keras.Model):
 
 if "tiny_segmenter" not in segzoo.registry._REGISTRY:
     segzoo.register_model("tiny_segmenter", task="semantic", description="test model")(TinySegmenter)
+
+
+def tiny_recipe(**changes):
+    """4 fixed 32x32 shapes images, full-image crops, no augmentation: every epoch is
+    the same single batch of 4, so runs are comparable step by step."""
+    import dataclasses
+
+    from segzoo.training.recipes import Recipe
+
+    recipe = Recipe(
+        name="tiny", data="shapes", epochs=3, batch_size=4, image_size=32, optimizer="adam",
+        learning_rate=1e-2, schedule="constant", augment=False, val_max_images=4,
+        data_args={"num_images": 4, "image_size": 32},
+    )
+    return dataclasses.replace(recipe, **changes)
