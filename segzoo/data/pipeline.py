@@ -6,14 +6,17 @@ given `seed` reproduces the same batches (order and augmentation) run after
 run, and each epoch draws new augmentations; `seed=None` is random.
 
 Semantic training (`semantic_train_pipeline`), per image:
-  1. random scale s ~ U(scale_range): image bilinear, mask nearest neighbour;
-  2. photometric jitter on the crop window only: brightness +-32, contrast and
-     saturation x[0.8, 1.2], hue +-0.05 turn (`color_jitter_affine`);
-  3. random crop of crop_size x crop_size; where the scaled image is smaller
-     it is padded bottom/right with the ImageNet mean RGB
-     (123.68, 116.78, 103.94) — zero after the models' own normalisation —
+  1. random scale s ~ U(scale_range) and random crop of crop_size x crop_size:
+     the crop window is chosen in the scaled image, and only the source
+     pixels under it are resized (image bilinear, mask nearest neighbour), so
+     the cost follows the crop size, not s^2 times the image (the window's
+     scale is s up to rounding to whole pixels); where the scaled image is
+     smaller than the crop it is padded bottom/right with the ImageNet mean
+     RGB (123.68, 116.78, 103.94) — zero after the models' own normalisation —
      and the mask with 255 (ignore);
-  4. horizontal flip with probability 0.5 (image and mask together).
+  2. photometric jitter of the window only: brightness +-32, contrast and
+     saturation x[0.8, 1.2], hue +-0.05 turn (`color_jitter_affine`);
+  3. horizontal flip with probability 0.5 (image and mask together).
 Outputs float32 images [B, S, S, 3] in [0, 255] and int32 masks [B, S, S].
 """
 
@@ -138,31 +141,40 @@ def semantic_train_pipeline(
     pad = tf.constant(pad_value, tf.float32)
 
     def augment(element, seed2):
-        image = tf.cast(element["image"], tf.float32)
-        mask = element["mask"]
+        image, mask = element["image"], element["mask"]
         s_scale, s_y, s_x, s_flip, s_photo = _split_seed(seed2, 5)
-        height = tf.shape(image)[0]
-        width = tf.shape(image)[1]
+        height, width = tf.shape(image)[0], tf.shape(image)[1]
         if low != 1.0 or high != 1.0:
+            # Scale only the source window that lands in the crop (cost ~ crop size):
+            # out = the crop window in the scaled image, src = its extent in the source.
             scale = tf.random.stateless_uniform([], s_scale, low, high)
-            new_h = tf.maximum(1, tf.cast(tf.round(tf.cast(height, tf.float32) * scale), tf.int32))
-            new_w = tf.maximum(1, tf.cast(tf.round(tf.cast(width, tf.float32) * scale), tf.int32))
-            image = tf.image.resize(image, [new_h, new_w], method="bilinear")
-            mask = tf.image.resize(mask[..., None], [new_h, new_w], method="nearest")[..., 0]
-            height, width = new_h, new_w
-        # Crop window inside the scaled image (the rest of the crop is padding).
-        win_h = tf.minimum(height, crop_h)
-        win_w = tf.minimum(width, crop_w)
-        y0 = tf.random.stateless_uniform([], s_y, 0, height - win_h + 1, dtype=tf.int32)
-        x0 = tf.random.stateless_uniform([], s_x, 0, width - win_w + 1, dtype=tf.int32)
-        image = image[y0 : y0 + win_h, x0 : x0 + win_w]
-        mask = mask[y0 : y0 + win_h, x0 : x0 + win_w]
+            scaled_h = tf.maximum(
+                1, tf.cast(tf.round(tf.cast(height, tf.float32) * scale), tf.int32)
+            )
+            scaled_w = tf.maximum(
+                1, tf.cast(tf.round(tf.cast(width, tf.float32) * scale), tf.int32)
+            )
+            win_h, win_w = tf.minimum(scaled_h, crop_h), tf.minimum(scaled_w, crop_w)
+            src_h = tf.clip_by_value(
+                tf.cast(tf.round(tf.cast(win_h, tf.float32) / scale), tf.int32), 1, height
+            )
+            src_w = tf.clip_by_value(
+                tf.cast(tf.round(tf.cast(win_w, tf.float32) / scale), tf.int32), 1, width
+            )
+        else:
+            win_h, win_w = tf.minimum(height, crop_h), tf.minimum(width, crop_w)
+            src_h, src_w = win_h, win_w
+        y0 = tf.random.stateless_uniform([], s_y, 0, height - src_h + 1, dtype=tf.int32)
+        x0 = tf.random.stateless_uniform([], s_x, 0, width - src_w + 1, dtype=tf.int32)
+        image = tf.cast(image[y0 : y0 + src_h, x0 : x0 + src_w], tf.float32)
+        mask = mask[y0 : y0 + src_h, x0 : x0 + src_w]
+        if low != 1.0 or high != 1.0:
+            image = tf.image.resize(image, [win_h, win_w], method="bilinear")
+            mask = tf.image.resize(mask[..., None], [win_h, win_w], method="nearest")[..., 0]
         if photometric:
             image = _photometric(image, s_photo)
         paddings = [[0, crop_h - win_h], [0, crop_w - win_w]]
-        image = tf.stack(
-            [tf.pad(image[..., c], paddings, constant_values=pad[c]) for c in range(3)], axis=-1
-        )
+        image = tf.pad(image - pad, paddings + [[0, 0]]) + pad
         mask = tf.pad(tf.cast(mask, tf.int32), paddings, constant_values=IGNORE_LABEL)
         if flip:
             do_flip = tf.random.stateless_uniform([], s_flip) < 0.5

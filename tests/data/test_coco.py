@@ -106,6 +106,7 @@ def test_annotation_with_missing_image(tmp_path):
         load("coco", "val2017", tmp_path)
 
 
+@pytest.mark.filterwarnings("ignore:coco")
 def test_unknown_category_and_missing_file(tmp_path):
     bad = {"id": 98, "image_id": 10, "category_id": 4, "iscrowd": 0, "bbox": [0, 0, 2, 2],
            "segmentation": [[0, 0, 2, 0, 2, 2]]}  # fmt: skip

@@ -225,3 +225,33 @@ def test_color_jitter_affine_matches_sequential_steps():
     grey = np.full((1, 1, 3), 77.0)
     a, b = color_jitter_affine(0.0, 1.0, 1.0, 0.05, tf.constant([77.0, 77.0, 77.0]))
     np.testing.assert_allclose(grey @ a.numpy().T + b.numpy(), grey, atol=1e-3)
+
+
+def test_scaled_crops_keep_image_and_mask_aligned():
+    yy, xx = np.mgrid[0:30, 0:50]
+    image = np.stack([xx * 4, yy * 4, np.zeros_like(xx)], -1).astype(np.uint8)
+    for axis, coordinate in ((0, xx), (1, yy)):
+        mask = coordinate.astype(np.uint8)
+        ds = tf.data.Dataset.from_tensors({"image": image, "mask": mask}).repeat(24)
+        out = semantic_train_pipeline(ds, 24, 8, photometric=False, seed=axis)
+        for images, masks in out:
+            valid = masks.numpy() != 255
+            position = images.numpy()[..., axis] / 4.0  # bilinear-interpolated coordinate
+            # nearest-neighbour label of the same output pixel: within half a source pixel
+            assert np.abs(position - masks.numpy())[valid].max() <= 0.5 + 1e-3
+
+
+def test_fixed_scale_whole_image_equals_resize():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    mask = rng.integers(0, 5, (20, 30)).astype(np.uint8)
+    ds = tf.data.Dataset.from_tensors({"image": image, "mask": mask})
+    out = semantic_train_pipeline(
+        ds, 64, 1, scale_range=(1.5, 1.5), flip=False, photometric=False, seed=0
+    )
+    images, masks = next(iter(out))
+    expected = tf.image.resize(image.astype(np.float32), [30, 45], method="bilinear").numpy()
+    expected_mask = tf.image.resize(mask[..., None], [30, 45], method="nearest").numpy()[..., 0]
+    np.testing.assert_allclose(images[0, :30, :45].numpy(), expected, atol=1e-4)
+    np.testing.assert_array_equal(masks[0, :30, :45].numpy(), expected_mask)
+    assert (masks[0, 30:].numpy() == 255).all() and (masks[0, :, 45:].numpy() == 255).all()
