@@ -10,3 +10,11 @@ from segzoo.blocks.pyramid import (  # noqa: E402,F401
 )
 from segzoo.blocks.upsample import BilinearInitializer, Upsample2D, bilinear_kernel  # noqa: E402,F401
 from segzoo.blocks.crop import CropToReference  # noqa: E402,F401
+from segzoo.blocks.roi import (  # noqa: E402,F401
+    assign_fpn_levels,
+    multilevel_roi_align,
+    multilevel_roi_pooling,
+    roi_align,
+    roi_pool,
+    roi_warp,
+)
