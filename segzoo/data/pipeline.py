@@ -187,7 +187,7 @@ def semantic_train_pipeline(
     if shuffle_buffer:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     ds = _with_seeds(ds, seed)
-    ds = ds.map(augment, num_parallel_calls=AUTOTUNE, deterministic=seed is not None or None)
+    ds = ds.map(augment, num_parallel_calls=AUTOTUNE, deterministic=seed is not None)
     return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(AUTOTUNE)
 
 
@@ -343,5 +343,5 @@ def instance_train_pipeline(
     if shuffle_buffer:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     ds = _with_seeds(ds, seed)
-    ds = ds.map(prepare, num_parallel_calls=AUTOTUNE, deterministic=seed is not None or None)
+    ds = ds.map(prepare, num_parallel_calls=AUTOTUNE, deterministic=seed is not None)
     return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(AUTOTUNE)

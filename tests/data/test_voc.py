@@ -142,3 +142,21 @@ def test_empty_split(tmp_path):
 
     assert "train.txt" in _broken(tmp_path, mutate)
     shutil.rmtree(tmp_path / "segzoo_tfds", ignore_errors=True)
+
+
+def test_train_aug_from_sbd_archive_and_bad_mat(tmp_path):
+    fakes.make_voc(tmp_path)
+    src = tmp_path / "sbd_src"
+    fakes.make_sbd(src, ["2008_000001"], ["2008_000002"])
+    with tarfile.open(tmp_path / "benchmark.tgz", "w:gz") as tar:
+        tar.add(src / "benchmark_RELEASE", arcname="benchmark_RELEASE")
+    shutil.rmtree(src)
+    elements = _elements(load("voc", "train_aug", tmp_path, download=False))
+    assert set(elements) == {"2008_000001", "2008_000002", *fakes.VOC_SPLITS["train"]}
+
+    from segzoo.data.sbd import read_sbd_mask
+
+    bad = tmp_path / "bad.mat"
+    bad.write_bytes(b"MATLAB junk")
+    with pytest.raises(ValueError, match=r"GTcls\.Segmentation.*bad\.mat"):
+        read_sbd_mask(bad)
