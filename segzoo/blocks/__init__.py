@@ -18,3 +18,4 @@ from segzoo.blocks.roi import (  # noqa: E402,F401
     roi_pool,
     roi_warp,
 )
+from segzoo.blocks.roi_layers import MultiLevelRoIAlign, RoIAlign, RoIPool, RoIWarp  # noqa: E402,F401

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -24,6 +25,8 @@ from segzoo.blocks.roi import (
     roi_pool,
     roi_warp,
 )
+from segzoo.blocks.roi_layers import MultiLevelRoIAlign, RoIAlign, RoIPool, RoIWarp
+from tests.layer_testing import check_layer, check_model_round_trip
 
 F32 = np.float32
 
@@ -405,3 +408,67 @@ def test_multilevel_jit_and_empty():
     jitted = tf.function(lambda b, i: multilevel_roi_align(pyramid, b, i, 3), jit_compile=True)
     np.testing.assert_allclose(jitted(boxes, idx).numpy(), eager, atol=1e-6)
     assert multilevel_roi_align(pyramid, boxes[:0], idx[:0], 3).shape == (0, 3, 3, 2)
+
+
+# ----------------------------------------------------------------------------- layers
+
+
+def _layer_inputs(rng, n=2, size=12, channels=3):
+    features = rng.standard_normal((n, size, size, channels)).astype(F32)
+    boxes = np.array([[1.5, 2.0, 17.0, 21.5], [-3.0, 4.0, 9.0, 30.0]], F32)[:n]
+    return features, boxes, np.arange(n, dtype=np.int32)[::-1].copy()
+
+
+@pytest.mark.parametrize("layer_cls, kwargs, reference", [
+    (RoIAlign, dict(output_size=(3, 2), spatial_scale=0.5, sampling_ratio=2, aligned=False),
+     lambda f, b, i: ref_roi_align(f, b, i, 3, 2, 0.5, 2, False)),
+    (RoIAlign, dict(output_size=3, spatial_scale=0.5),
+     lambda f, b, i: ref_roi_align(f, b, i, 3, 3, 0.5, -1, True)),
+    (RoIPool, dict(output_size=(2, 3), spatial_scale=0.5),
+     lambda f, b, i: ref_roi_pool(f, b, i, 2, 3, 0.5)),
+    (RoIWarp, dict(output_size=2, spatial_scale=0.5),
+     lambda f, b, i: ref_roi_warp(f, b, i, 2, 2, 0.5)),
+])
+def test_roi_layers_check_layer(layer_cls, kwargs, reference):
+    features, boxes, idx = _layer_inputs(np.random.default_rng(13))
+    out = check_layer(layer_cls, kwargs, [features, boxes, idx])
+    np.testing.assert_allclose(out, reference(features, boxes, idx), atol=1e-5)
+
+
+def test_multilevel_layer_round_trip():
+    rng = np.random.default_rng(14)
+    pyramid = [rng.standard_normal((3, 32 // 2**i, 32 // 2**i, 2)).astype(F32) for i in range(3)]
+    boxes = np.array([[0, 0, 100, 90], [3, 3, 20, 20], [1, 2, 200, 210]], F32)
+    idx = np.array([2, 0, 1], np.int32)
+    kwargs = dict(output_size=(2, 3), min_level=2, sampling_ratio=2, aligned=True,
+                  canonical_size=224, canonical_level=4, pooler="align")
+    layer = MultiLevelRoIAlign(**kwargs)
+    config = layer.get_config()
+    assert all(key in config for key in kwargs)
+    assert MultiLevelRoIAlign.from_config(config).get_config() == config
+    levels = [keras.Input((f.shape[1], f.shape[2], 2), batch_size=3) for f in pyramid]
+    box_in = keras.Input((4,), batch_size=3)
+    idx_in = keras.Input((), batch_size=3, dtype="int32")
+    model = keras.Model([*levels, box_in, idx_in], layer(levels, box_in, idx_in))
+    assert model.output.shape == (3, 2, 3, 2)
+    out = check_model_round_trip(model, [*pyramid, boxes, idx])
+    np.testing.assert_allclose(
+        out, multilevel_roi_align(pyramid, boxes, idx, (2, 3), sampling_ratio=2).numpy(),
+        atol=1e-6)
+    pool = MultiLevelRoIAlign(2, pooler="pool")(pyramid, boxes, idx).numpy()
+    np.testing.assert_array_equal(
+        pool, multilevel_roi_pooling(pyramid, boxes, idx, 2, "pool").numpy())
+    with pytest.raises(ValueError, match="pooler"):
+        MultiLevelRoIAlign(2, pooler="max")
+
+
+def test_layer_mixed_precision_keeps_boxes_float32():
+    rng = np.random.default_rng(15)
+    features = rng.standard_normal((1, 300, 300, 2)).astype(np.float16)
+    boxes = np.array([[1000.3, 1001.1, 1100.7, 1150.2]], F32)  # float16 would round these
+    layer = RoIAlign(4, spatial_scale=0.25, sampling_ratio=2, dtype="mixed_float16")
+    out = layer(features, boxes, np.zeros(1, np.int32))
+    assert out.dtype == "float16"
+    want = ref_roi_align(features, boxes, [0], 4, 4, 0.25, 2, True)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(out).astype(np.float64), want,
+                               atol=2e-3, rtol=2e-3)
