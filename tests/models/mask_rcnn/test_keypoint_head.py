@@ -310,3 +310,11 @@ def test_keypoint_predictor_matches_torch_deconv_and_bilinear():
     output = predictor(features).numpy()
     assert output.shape == (2, 56, 56, 4) and output.dtype == np.float32
     np.testing.assert_allclose(output, expected, atol=1e-4)
+
+
+def test_no_rois_is_not_a_crash():
+    targets, valid = keypoints_to_heatmap_targets(np.zeros((0, 17, 3), np.float32), np.zeros((0, 4), np.float32))
+    assert targets.shape == (0, 17) and valid.shape == (0, 17)
+    assert keypoint_loss(np.zeros((0, 56, 56, 17), np.float32), targets, valid).numpy() == 0.0
+    empty = heatmaps_to_keypoints(np.zeros((2, 0, 56, 56, 17), np.float32), np.zeros((2, 0, 4), np.float32))
+    assert empty.shape == (2, 0, 17, 3)
