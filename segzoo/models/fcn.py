@@ -125,7 +125,8 @@ class FCN(keras.Model):
             x = keras.layers.Add(name=f"fuse_{skip}")([x, skip_score])
         name, factor, offset = _FINAL[len(skips)]
         x = upsample(x, factor, name)
-        logits = CropToReference(offset, name="score")(x, images)
+        # float32 logits also under mixed precision.
+        logits = CropToReference(offset, name="score", dtype="float32")(x, images)
         super().__init__(inputs=images, outputs=logits, **kwargs)
 
         # === Config ===

@@ -129,9 +129,10 @@ class UNet(keras.Model):
                 skip = CropToReference("center", name=f"crop{level + 1}")(skip, x)
             x = keras.layers.Concatenate(name=f"concat{level + 1}")([skip, x])
             x = conv_block(x, base_filters * 2**level, f"up{level + 1}")
-        x = keras.layers.Conv2D(num_classes, 1, name="logits")(x)
+        # float32 logits also under mixed precision.
+        x = keras.layers.Conv2D(num_classes, 1, name="logits", dtype="float32")(x)
         if padding == "same":
-            x = CropToReference(0, name="crop_to_input")(x, images)
+            x = CropToReference(0, name="crop_to_input", dtype="float32")(x, images)
         super().__init__(inputs=images, outputs=x, **kwargs)
 
         # === Config ===

@@ -49,6 +49,7 @@ def test_reference_parameter_counts(models):
         trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
         assert trainable == EXPECTED_PARAMS[name] - frozen
         assert model.task == "semantic" and len(model.class_names) == 21
+        assert model.get_layer("score").dtype_policy.name == "float32"  # also under mixed precision
 
 
 @pytest.mark.parametrize("size", [(500, 500), (333, 417), (1, 1)])

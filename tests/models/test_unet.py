@@ -101,3 +101,16 @@ def test_bad_arguments():
         segzoo.get_model("unet", base_filters=0)
     with pytest.raises(ValueError, match="class_names"):
         segzoo.get_model("unet", num_classes=3, class_names=["a", "b"])
+
+
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_mixed_precision_logits_are_float32(padding):
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = segzoo.get_model("unet", base_filters=4, padding=padding)
+        size = 188 if padding == "valid" else 20
+        logits = model(np.zeros((1, size, size, 3), np.float32))
+        assert model.get_layer("down1_conv1").compute_dtype == "float16"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert logits.dtype == "float32"
