@@ -318,3 +318,32 @@ def test_no_rois_is_not_a_crash():
     assert keypoint_loss(np.zeros((0, 56, 56, 17), np.float32), targets, valid).numpy() == 0.0
     empty = heatmaps_to_keypoints(np.zeros((2, 0, 56, 56, 17), np.float32), np.zeros((2, 0, 4), np.float32))
     assert empty.shape == (2, 0, 17, 3)
+
+
+def test_keypoint_branch_wired_to_mask_rcnn_components_trains():
+    """Pooler (14 x 14) -> keypoint head -> 56 x 56 heatmaps; targets of matched GT keypoints; one gradient step."""
+    from segzoo.models.mask_rcnn.box_ops import gather_rows
+    from segzoo.models.mask_rcnn.poolers import MultiLevelRoIPooler
+
+    rng = np.random.default_rng(9)
+    pyramid = [tf.constant(rng.normal(size=(2, 64 // 2 ** (i + 2), 64 // 2 ** (i + 2), 8)), tf.float32)
+               for i in range(4)]
+    gt_keypoints = np.concatenate([rng.uniform(0, 64, (2, 3, 4, 2)), rng.integers(0, 3, (2, 3, 4, 1))], -1)
+    rois = tf.constant([[[0, 0, 64, 64], [10, 10, 30, 40]], [[5, 5, 50, 60], [0, 0, 1, 1]]], tf.float32)
+    matched = tf.constant([[0, 2], [1, 0]], tf.int32)
+    positive = tf.constant([[True, True], [True, False]])
+    keypoints = gather_rows(tf.constant(gt_keypoints, tf.float32), matched)
+    targets, valid = keypoints_to_heatmap_targets(keypoints, rois)
+    valid = valid & positive[..., None]
+    head, predictor = KeypointHead((8, 8)), KeypointPredictor(4)
+    with tf.GradientTape() as tape:
+        heatmaps = predictor(head(MultiLevelRoIPooler("align", 14, sampling_ratio=2)(pyramid, rois)))
+        heatmaps = tf.reshape(heatmaps, [2, 2, 56, 56, 4])
+        loss = keypoint_loss(heatmaps, targets, valid)
+    gradients = tape.gradient(loss, head.trainable_variables + predictor.trainable_variables)
+    assert valid.numpy().sum() > 0 and np.isfinite(loss.numpy())
+    np.testing.assert_allclose(loss.numpy(), _np_keypoint_loss(
+        heatmaps.numpy().reshape(4, 56, 56, 4), targets.numpy().reshape(4, 4), valid.numpy().reshape(4, 4)),
+        rtol=1e-5)
+    assert all(g is not None and np.all(np.isfinite(g.numpy())) for g in gradients)
+    assert heatmaps_to_keypoints(heatmaps, rois).shape == (2, 2, 4, 3)

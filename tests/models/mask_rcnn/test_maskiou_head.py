@@ -165,3 +165,43 @@ def test_mask_scores_multiply_class_score_by_predicted_iou():
     predictions = np.array([[[0.1, 0.8, 0.3], [0.0, 0.5, 0.9]]], np.float32)
     scores = mask_scores(np.array([[0.9, 0.6]], np.float32), predictions, np.array([[1, 2]], np.int32))
     np.testing.assert_allclose(scores.numpy(), [[0.72, 0.54]], rtol=1e-6)
+
+
+def test_maskiou_branch_wired_to_mask_rcnn_components_trains():
+    """Pooler -> MaskIoU head on positive RoIs, targets from roi_align_masks, one gradient step."""
+    from segzoo.models.mask_rcnn.box_ops import gather_rows
+    from segzoo.models.mask_rcnn.poolers import MultiLevelRoIPooler
+    from segzoo.models.mask_rcnn.targets import roi_align_masks
+
+    rng = np.random.default_rng(5)
+    pyramid = [tf.constant(rng.normal(size=(2, 64 // 2 ** (i + 2), 64 // 2 ** (i + 2), 8)), tf.float32)
+               for i in range(4)]
+    gt_masks = np.zeros((2, 2, 64, 64), np.uint8)
+    gt_masks[0, 0, 4:40, 4:40] = 1
+    gt_masks[1, 1, 5:30, 30:50] = 1
+    rois = tf.constant([[[2, 2, 36, 44], [0, 0, 1, 1]], [[28, 0, 52, 28], [30, 5, 50, 30]]], tf.float32)
+    matched = tf.constant([[0, 0], [1, 1]], tf.int32)
+    labels = tf.constant([[1, 0], [2, 2]], tf.int32)
+    positive = labels > 0
+    pooled = MultiLevelRoIPooler("align", 7, sampling_ratio=2)(pyramid, rois)  # [B * R, 7, 7, C]
+    probs = tf.constant(rng.random((2, 2, 14, 14)), tf.float32)  # the mask head's output, class channel
+    targets = roi_align_masks(tf.constant(gt_masks), rois, matched, 14)
+    gt_areas = gather_rows(tf.reduce_sum(tf.cast(gt_masks, tf.float32), [2, 3]), matched)
+    iou = maskiou_targets(probs, targets, rois, gt_areas)
+    p, t = probs.numpy() > 0.5, targets.numpy() >= 0.5
+    roi_area = np.prod(rois.numpy()[..., 2:] - rois.numpy()[..., :2], -1)
+    full = np.maximum(t.sum((2, 3)), gt_areas.numpy() * 196 / roi_area)
+    overlap = (p & t).sum((2, 3))
+    np.testing.assert_allclose(iou.numpy(), overlap / np.maximum(p.sum((2, 3)) + full - overlap, 1), rtol=1e-5)
+    assert iou.numpy()[1, 1] > 0.0
+
+    head, predictor = MaskIoUHead(layers=(8, 8), representation_size=16), MaskIoUPredictor(2)
+    with tf.GradientTape() as tape:
+        predicted = tf.reshape(predictor(head(pooled, tf.reshape(probs, [-1, 14, 14]))), [2, 2, 3])
+        loss = maskiou_loss(predicted, labels, iou, positive)
+    variables = head.trainable_variables + predictor.trainable_variables
+    gradients = tape.gradient(loss, variables)
+    assert loss.numpy() > 0 and all(g is not None and np.all(np.isfinite(g.numpy())) for g in gradients)
+    scores = mask_scores(tf.constant([[0.9, 0.8], [0.7, 0.6]]), predicted, labels)
+    np.testing.assert_allclose(scores.numpy(), [[0.9, 0.8], [0.7, 0.6]] * np.take_along_axis(
+        predicted.numpy(), labels.numpy()[..., None], -1)[..., 0], rtol=1e-6)
