@@ -9,9 +9,9 @@ import tensorflow as tf
 import segzoo
 from segzoo.blocks import Upsample2D
 from segzoo.models.backbones import vgg
-from segzoo.models.fcn import FCN
+from segzoo.models.fcn import FCN, Scale
 from segzoo.models.weights import load_weights_by_name
-from tests.layer_testing import check_model_round_trip
+from tests.layer_testing import check_layer, check_model_round_trip
 
 # Parameter counts of the Caffe reference nets with 21 classes (DESIGN.md), by hand:
 # VGG16 convs 14,714,688; fc6 7*7*512*4096+4096; fc7 4096*4096+4096; score_fr 4096*21+21;
@@ -364,3 +364,16 @@ def test_imagenet_include_top_file_initialises_fc6_fc7(tmp_path):
     fc7 = model.get_layer("fc7")(model.get_layer("fc6")(pool5))
     np.testing.assert_allclose(keras.ops.convert_to_numpy(fc7)[:, 0, 0],
                                keras.ops.convert_to_numpy(expected), rtol=1e-3, atol=1e-3)
+
+
+def test_caffe_preprocess_equals_keras_vgg16_preprocess_input():
+    x = np.random.default_rng(11).uniform(0, 255, (2, 5, 6, 3)).astype(np.float32)
+    out = check_layer(vgg.CaffeVGGPreprocess, {}, x, expected_output_shape=x.shape)
+    expected = keras.applications.vgg16.preprocess_input(x.copy())
+    np.testing.assert_allclose(out, expected, atol=1e-4)
+
+
+def test_scale_layer():
+    x = np.random.default_rng(12).normal(size=(2, 3, 4, 5)).astype(np.float32)
+    out = check_layer(Scale, {"scale": 0.01}, x, expected_output_shape=x.shape)
+    np.testing.assert_allclose(out, 0.01 * x, rtol=1e-6)

@@ -4,8 +4,8 @@ import pytest
 import tensorflow as tf
 
 import segzoo
-from segzoo.models.unet import UNet
-from tests.layer_testing import check_model_round_trip
+from segzoo.models.unet import PadToMultiple, UNet
+from tests.layer_testing import check_layer, check_model_round_trip
 
 
 def paper_parameter_count(input_channels=1, num_classes=2, f=64):
@@ -114,3 +114,9 @@ def test_mixed_precision_logits_are_float32(padding):
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert logits.dtype == "float32"
+
+
+def test_pad_to_multiple_layer():
+    x = np.random.default_rng(4).normal(size=(2, 5, 16, 3)).astype(np.float32)
+    out = check_layer(PadToMultiple, {"multiple": 8}, x, expected_output_shape=(2, 8, 16, 3))
+    np.testing.assert_array_equal(out, np.pad(x, [(0, 0), (0, 3), (0, 0), (0, 0)]))
