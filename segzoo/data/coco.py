@@ -184,7 +184,7 @@ def index_annotations(data, path, image_dir, category_ids):
         warnings.warn(
             f"coco: {path}: clipped {clipped} box(es) to their image; skipped {degenerate} "
             f"annotation(s) with an empty box and {empty} with no polygon of >= 3 points.",
-            stacklevel=3,
+            stacklevel=4,  # the caller of segzoo.data.load
         )
     return [images[i] for i in sorted(images)]
 
