@@ -67,7 +67,8 @@ class FCN(keras.Model):
         backbone_weights: None (random init), "imagenet" (Keras cache or
             download; fc6/fc7 too when the include_top file is cached) or a path
             to a Keras VGG16 .h5 file. Used at construction only; `from_config`
-            ignores it (a loaded model gets its saved weights).
+            keeps it in the config but does not load it (a loaded model has its
+            saved weights).
         upsampling: "bilinear_transposed" (the paper), "transposed", "bilinear",
             "nearest", for every upsampler.
         learnable_upsampling: trains the bilinear-initialised upsamplers.
@@ -157,8 +158,11 @@ class FCN(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        # The saved weights replace the backbone's: do not fetch them again.
-        return cls(**{**config, "backbone_weights": None})
+        # The saved weights replace the backbone's: do not fetch them again, but keep the
+        # argument in the config.
+        model = cls(**{**config, "backbone_weights": None})
+        model.backbone_weights = config.get("backbone_weights")
+        return model
 
 
 def _fcn(skips, name, num_classes=21, **kwargs) -> FCN:

@@ -326,6 +326,9 @@ def test_imagenet_weights_offline_and_not_cached(tmp_path, monkeypatch):
     assert vgg.WEIGHTS_FILE_NOTOP in message
     assert os.path.join(str(tmp_path / "keras_home"), "models") in message
     assert "network is unreachable" in message
+    # Loading a saved model never fetches the backbone weights again.
+    config = {"name": "fcn32s", "skips": [], "num_classes": 2, "backbone_weights": "imagenet"}
+    assert FCN.from_config(config).get_config()["backbone_weights"] == "imagenet"
 
 
 def test_fc_to_conv_equals_flatten_dense():
