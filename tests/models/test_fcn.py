@@ -380,3 +380,17 @@ def test_scale_layer():
     x = np.random.default_rng(12).normal(size=(2, 3, 4, 5)).astype(np.float32)
     out = check_layer(Scale, {"scale": 0.01}, x, expected_output_shape=x.shape)
     np.testing.assert_allclose(out, 0.01 * x, rtol=1e-6)
+
+
+def test_vgg16_backbone_pyramid_equals_keras_vgg16():
+    backbone = vgg.vgg16_backbone()
+    reference = keras.applications.VGG16(weights=None, include_top=False)
+    backbone.set_weights(reference.get_weights())
+    x = np.random.default_rng(13).uniform(0, 255, (1, 64, 96, 3)).astype(np.float32)
+    features = backbone(x)
+    assert sorted(features) == [f"pool{i}" for i in range(1, 6)]
+    for i in range(1, 6):
+        assert tuple(features[f"pool{i}"].shape)[1:3] == (64 // 2**i, 96 // 2**i)
+    expected = reference(keras.applications.vgg16.preprocess_input(x.copy()))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(features["pool5"]),
+                               keras.ops.convert_to_numpy(expected), rtol=1e-4, atol=1e-4)

@@ -14,4 +14,4 @@ from segzoo.models.backbones.resnet import (  # noqa: F401
     resnet_backbone,
     set_trainable_stages,
 )
-from segzoo.models.backbones.vgg import load_vgg16_weights, vgg16_features  # noqa: F401
+from segzoo.models.backbones.vgg import load_vgg16_weights, vgg16_backbone, vgg16_features  # noqa: F401

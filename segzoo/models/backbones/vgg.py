@@ -82,6 +82,26 @@ def vgg16_features(images, *, pad=100, include_fc=True, dropout_rate=0.5) -> dic
     return features
 
 
+def vgg16_backbone(*, pad=0, include_fc=False, dropout_rate=0.5, weights=None,
+                   name="vgg16_backbone") -> keras.Model:
+    """VGG16 as a functional backbone: RGB [0, 255] images -> pyramid dict.
+
+    Args:
+        pad, include_fc, dropout_rate: as in `vgg16_features`.
+        weights: None, "imagenet" or a path (see `load_vgg16_weights`).
+    Returns:
+        keras.Model mapping float32 [B, H, W, 3] RGB in [0, 255] to
+        {"pool1": stride 2, ..., "pool5": stride 32 (, "fc7")}; preprocessing inside.
+    """
+    images = keras.Input(shape=(None, None, 3), name="images")
+    features = vgg16_features(CaffeVGGPreprocess(name="preprocess")(images), pad=pad,
+                              include_fc=include_fc, dropout_rate=dropout_rate)
+    model = keras.Model(images, features, name=name)
+    if weights is not None:
+        load_vgg16_weights(model, weights)
+    return model
+
+
 def _keras_model_dirs() -> list[str]:
     """Where `keras.utils.get_file(..., cache_subdir="models")` keeps its files."""
     home = os.path.expanduser(
