@@ -71,7 +71,7 @@ class ServingModule(tf.Module):
         self._grey = int(config.get("input_channels", 3) or 3) == 1
         # U-Net with "valid" convolutions sees only the centre of its input: the
         # paper's overlap-tile strategy mirrors the image so the output covers it.
-        self._valid_unet = self.task == "semantic" and config.get("padding") == "valid"
+        self._valid_unet = type(model).__name__ == "UNet" and config.get("padding") == "valid"
         if self.task == "semantic":
             if max_detections is not None:
                 raise ValueError("max_detections applies to instance models only; "

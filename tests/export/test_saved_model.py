@@ -24,7 +24,7 @@ from tests.export.helpers import (
     saved_model_cli_show,
     serve_in_clean_process,
 )
-from tests.export.tiny_models import TinySegmenter
+from tests.export.tiny_models import TinyDetector, TinySegmenter
 
 
 def softmax(logits):
@@ -152,3 +152,33 @@ def test_fcn8s_export_served_without_segzoo(tmp_path):
     export_dir = export_saved_model(model, tmp_path / "fcn8s")
     check_semantic_export(model, export_dir, tmp_path, 1, [(40, 56), (37, 45), (30, 50)])
     assert "signature_def['serving_bytes']" in saved_model_cli_show(export_dir)
+
+
+def test_instance_contract_served_without_segzoo(tmp_path):
+    model = TinyDetector(num_classes=3, category_ids=[3, 7, 90],
+                         class_names=["background", "cat", "dog", "toothbrush"])
+    export_dir = export_saved_model(model, tmp_path / "detector", max_detections=2)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (2, 20, 30, 3), dtype=np.uint8)
+    small = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
+    served = serve_in_clean_process(export_dir, images, [encode_png(images[0]), encode_png(small)],
+                                    tmp_path)
+    assert served["class_names"] == ["cat", "dog", "toothbrush"]
+    assert served["category_ids"] == [3, 7, 90]
+    expected = {k: keras.ops.convert_to_numpy(v)
+                for k, v in model(images.astype(np.float32)).items()}
+    default = served["serving_default"]
+    np.testing.assert_array_equal(default["num_detections"], [2, 2])  # min(3, max_detections)
+    np.testing.assert_array_equal(default["classes"], [[3, 7], [3, 7]])  # ids 1, 2 -> 3, 7
+    np.testing.assert_allclose(default["boxes"], expected["boxes"][:, :2], atol=1e-6)
+    np.testing.assert_allclose(default["scores"], expected["scores"][:, :2], atol=1e-6)
+    np.testing.assert_array_equal(default["masks"], expected["masks"][:, :2])
+    assert default["masks"].dtype == np.uint8 and default["masks"].sum() > 0
+
+    encoded = served["serving_bytes"]
+    np.testing.assert_array_equal(encoded["image_sizes"], [[20, 30], [12, 16]])
+    np.testing.assert_array_equal(encoded["masks"][0], default["masks"][0])
+    alone = keras.ops.convert_to_numpy(model(small[None].astype(np.float32))["masks"])[0, :2]
+    np.testing.assert_array_equal(encoded["masks"][1, :, :12, :16], alone)
+    assert (encoded["masks"][1, :, 12:] == 0).all() and (encoded["masks"][1, :, :, 16:] == 0).all()
+    np.testing.assert_allclose(encoded["boxes"][1], [[0, 0, 8, 6], [4, 3, 16, 12]], atol=1e-6)
