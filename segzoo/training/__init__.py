@@ -1,1 +1,27 @@
-"""segzoo.training."""
+"""segzoo.training: the common fit loop and its parts.
+
+    from segzoo.training import train
+    result = train({"model": "unet", "data": "shapes", "model_arg": [("base_filters", "16")]})
+
+Parts: `losses.SparseSegmentationCrossEntropy` (ignores 255),
+`metrics.SegmentationMeanIoU`, `schedules.PolyWarmup`,
+`optimizers.build_optimizer`, `callbacks` (atomic best checkpoint, resume,
+NaN guard, time limit, TensorBoard images, metrics.json), `recipes`,
+`tasks.get_task`, `distribute.get_strategy`, `fit.train`.
+"""
+
+from segzoo.training.losses import SparseSegmentationCrossEntropy
+from segzoo.training.metrics import SegmentationMeanIoU
+from segzoo.training.recipes import Recipe, get_recipe, list_recipes
+from segzoo.training.schedules import PolyWarmup
+
+
+def train(config, **kwargs):
+    """`segzoo.training.fit.train` (imported on first use)."""
+    from segzoo.training.fit import train as _train
+
+    return _train(config, **kwargs)
+
+
+__all__ = ["PolyWarmup", "Recipe", "SegmentationMeanIoU", "SparseSegmentationCrossEntropy",
+           "get_recipe", "list_recipes", "train"]

@@ -300,7 +300,7 @@ def _make_task(model, recipe):
         return get_task(model, augment=recipe.augment, scale_range=recipe.scale_range,
                         normalize_loss=recipe.normalize_loss, val_max_images=recipe.val_max_images,
                         data_args=recipe.data_args)
-    return get_task(model)
+    return get_task(model, val_max_images=recipe.val_max_images, data_args=recipe.data_args)
 
 
 __all__ = ["TrainResult", "train", "resolve_recipe", "parse_model_args", "build_model"]

@@ -139,8 +139,9 @@ def _check_task(info, expected, data_name):
 def get_task(model, **options):
     """The task object of `model` (by `model.task`).
 
-    `options` configure a `SemanticTask` (see its arguments); the
-    `InstanceTask` is owned by Mask R-CNN and takes the model only.
+    `options` configure a `SemanticTask` (see its arguments); an `InstanceTask`
+    (owned by Mask R-CNN) takes `val_max_images`, `data_args`, `max_instances`,
+    `shuffle_buffer` of them.
 
     Raises:
         ValueError: the model has no known `task` attribute.
@@ -151,7 +152,8 @@ def get_task(model, **options):
     if task == "instance":
         from segzoo.training.instance_task import InstanceTask
 
-        return InstanceTask(model)
+        keep = ("val_max_images", "data_args", "max_instances", "shuffle_buffer")
+        return InstanceTask(model, **{k: v for k, v in options.items() if k in keep})
     raise ValueError(
         f"model {type(model).__name__} has task={task!r}; expected 'semantic' or 'instance' "
         "(a segzoo model from segzoo.get_model)"
