@@ -32,10 +32,12 @@ from segzoo.export.serving import ServingModule
 QUANTIZATIONS = (None, "fp16")
 
 MASK_RCNN_TFLITE_BLOCKER = (
-    "TFLite export is for semantic models only. Mask R-CNN's inference graph needs "
-    "TensorFlow ops that TFLite's builtin op set lacks (CropAndResize for RoIAlign and mask "
-    "paste-back, dynamic-size NonMaxSuppression per class, TensorList control flow); "
-    "export it as a SavedModel instead (segzoo export --format saved_model)."
+    "TFLite export is for semantic models only. Mask R-CNN converts only with SELECT_TF_OPS: "
+    "its RoIAlign computes sampling points in float64 (exact torchvision rounding) and the FPN "
+    "level mapper takes a float64 log, which TFLite's builtin Add/Sub/Mul/Div/Log lack, and "
+    "RoIAlign's bilinear gather slices 7-D tensors (builtin STRIDED_SLICE stops at 5-D). The "
+    "result needs the Flex delegate, which tf.lite.Interpreter of the TensorFlow wheel does not "
+    "link; export Mask R-CNN as a SavedModel (segzoo export --format saved_model)."
 )
 
 
