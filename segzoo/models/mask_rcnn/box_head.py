@@ -6,13 +6,19 @@ fully connected layers of `representation_size` (1024) with ReLU.
 class-specific box deltas `[R, K + 1, 4]` (weights (10, 10, 5, 5) in the
 box coder). Its layers are named `cls_score` and `bbox_pred` (torchvision's
 names): the class-dependent layers skipped when fine-tuning to another class
-count. Init as detectron2: normal std 0.01 (classes), 0.001 (boxes), bias 0.
+count. Init: fc6/fc7 as torch's default Linear (uniform +-1/sqrt(fan_in)),
+bias 0; predictor as detectron2: normal std 0.01 (classes), 0.001 (boxes).
 """
 
 from __future__ import annotations
 
 import keras
 import tensorflow as tf
+
+
+def _torch_linear_init():
+    """torch.nn.Linear's kaiming_uniform_(a=sqrt(5)): uniform in +-1/sqrt(fan_in)."""
+    return keras.initializers.VarianceScaling(scale=1.0 / 3.0, mode="fan_in", distribution="uniform")
 
 
 @keras.saving.register_keras_serializable(package="segzoo")
@@ -24,9 +30,9 @@ class TwoMLPHead(keras.layers.Layer):
         self.representation_size = int(representation_size)
         self.flatten = keras.layers.Flatten(dtype=self.dtype_policy)
         self.fc6 = keras.layers.Dense(self.representation_size, activation="relu", dtype=self.dtype_policy,
-                                      name="fc6")
+                                      kernel_initializer=_torch_linear_init(), name="fc6")
         self.fc7 = keras.layers.Dense(self.representation_size, activation="relu", dtype=self.dtype_policy,
-                                      name="fc7")
+                                      kernel_initializer=_torch_linear_init(), name="fc7")
 
     def build(self, input_shape):
         flat = 1

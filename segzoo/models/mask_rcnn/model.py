@@ -75,7 +75,10 @@ class MaskRCNN(keras.Model):
         class_agnostic_masks: one mask for all classes.
         class_names: K + 1 names (index 0 = background); None = defaults.
         category_ids: the dataset's ids of classes 1..K (default 1..K).
-        rpn_*, box_*: the paper's settings (module docstrings of the parts).
+        fpn_channels, representation_size (fc6/fc7), mask_head_channels:
+            head widths (256, 1024, 256 in the paper).
+        rpn_*, box_*: the paper's settings (module docstrings of the parts);
+            box_num_candidates caps the (box, class) pairs entering the final NMS.
         seed: seed of the samplers' random draws.
         backbone_model ... mask_predictor: injected components (None = default).
     """
@@ -122,6 +125,7 @@ class MaskRCNN(keras.Model):
         box_nms_threshold=0.5,
         box_num_candidates=4096,
         representation_size=1024,
+        mask_head_channels=256,
         mask_threshold=0.5,
         seed=None,
         backbone_model=None,
@@ -200,6 +204,7 @@ class MaskRCNN(keras.Model):
         self.box_nms_threshold = float(box_nms_threshold)
         self.box_num_candidates = int(box_num_candidates)
         self.representation_size = int(representation_size)
+        self.mask_head_channels = int(mask_head_channels)
         self.mask_threshold = float(mask_threshold)
         self.seed = seed
         injected = {
@@ -255,7 +260,8 @@ class MaskRCNN(keras.Model):
             self.box_batch_size_per_image, self.box_positive_fraction)
         self.mask_roi_pooler = injected["mask_roi_pooler"] or MultiLevelRoIPooler(
             roi_pooler, 14, sampling_ratio=2, aligned=self.roi_aligned)
-        self.mask_head = injected["mask_head"] or MaskHead(name="mask_head")
+        self.mask_head = injected["mask_head"] or MaskHead(
+            (self.mask_head_channels,) * 4, self.mask_head_channels, name="mask_head")
         self.mask_predictor = injected["mask_predictor"] or MaskPredictor(
             num_classes, class_agnostic=self.class_agnostic_masks, name="mask_predictor")
         self.seed_generator = keras.random.SeedGenerator(seed, name="sampler_seed")
@@ -477,6 +483,7 @@ class MaskRCNN(keras.Model):
             "box_nms_threshold": self.box_nms_threshold,
             "box_num_candidates": self.box_num_candidates,
             "representation_size": self.representation_size,
+            "mask_head_channels": self.mask_head_channels,
             "mask_threshold": self.mask_threshold,
             "seed": self.seed,
         }
