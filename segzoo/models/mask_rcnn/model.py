@@ -265,6 +265,7 @@ class MaskRCNN(keras.Model):
         self.mask_predictor = injected["mask_predictor"] or MaskPredictor(
             num_classes, class_agnostic=self.class_agnostic_masks, name="mask_predictor")
         self.seed_generator = keras.random.SeedGenerator(seed, name="sampler_seed")
+        self._inference_fn = None
         self.loss_trackers = {name: keras.metrics.Mean(name=name) for name in ("loss", *LOSS_NAMES)}
         self._build_layers()
 
@@ -327,8 +328,20 @@ class MaskRCNN(keras.Model):
 
     # --- inference ------------------------------------------------------------------------
     def call(self, images, training=False):
-        """Detections (module docstring) for float32 images `[B, H, W, 3]` in [0, 255]."""
+        """Detections (module docstring) for float32 images `[B, H, W, 3]` in [0, 255].
+
+        Called eagerly, it runs a `tf.function` traced once for any image size
+        (per-op eager execution of the whole detector would be far slower).
+        """
         images = tf.cast(images, tf.float32)
+        if tf.executing_eagerly():
+            if self._inference_fn is None:
+                self._inference_fn = tf.function(
+                    self._inference, input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+            return self._inference_fn(images)
+        return self._inference(images)
+
+    def _inference(self, images):
         height, width = tf.shape(images)[1], tf.shape(images)[2]
         h_f, w_f = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
         scale = tf.minimum(self.min_size / tf.minimum(h_f, w_f), self.max_size / tf.maximum(h_f, w_f))
@@ -427,6 +440,8 @@ class MaskRCNN(keras.Model):
             total = tf.add_n([loss_values[name] for name in LOSS_NAMES])
             regularization = [tf.cast(x, tf.float32) for x in self.losses]
             objective = total + tf.add_n(regularization) if regularization else total
+            # Gradients are summed over replicas: scale by the replica count (as Keras does).
+            objective = objective / tf.cast(tf.distribute.get_strategy().num_replicas_in_sync, tf.float32)
             scaled = self.optimizer.scale_loss(objective)
         variables = self.trainable_variables
         gradients = tape.gradient(scaled, variables)

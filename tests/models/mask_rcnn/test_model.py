@@ -45,11 +45,16 @@ def losses_of(model, images, targets, training=True):
 
 
 def predict(model, images):
-    return tf.function(lambda x: model(x, training=False))(tf.constant(images))
+    return model(tf.constant(images), training=False)  # eager calls run one traced tf.function
 
 
-def test_inference_contract_on_non_square_input():
-    model = tiny()
+@pytest.fixture(scope="module")
+def model():
+    keras.utils.set_random_seed(1234)
+    return tiny()
+
+
+def test_inference_contract_on_non_square_input(model):
     assert model.task == "instance" and model.class_names[0] == "class_0" and len(model.class_names) == 4
     assert model.category_ids == [1, 2, 3]
     image = np.random.default_rng(1).uniform(0, 255, (1, 50, 70, 3)).astype(np.float32)
@@ -79,10 +84,9 @@ def test_inference_contract_on_non_square_input():
             assert ys.min() >= np.floor(box[1]) - 1 and ys.max() <= np.ceil(box[3]) + 1
 
 
-def test_outputs_are_in_input_pixels():
+def test_outputs_are_in_input_pixels(model):
     """A 2x-upsampled image gives the same network input (bilinear 2x down of a 2x nearest up
     is exact), so its boxes must be exactly twice as large."""
-    model = tiny()
     small = np.random.default_rng(2).uniform(0, 255, (1, 64, 96, 3)).astype(np.float32)
     large = np.repeat(np.repeat(small, 2, axis=1), 2, axis=2)
     out_small, out_large = predict(model, small), predict(model, large)
@@ -105,45 +109,43 @@ def test_pinned_losses_of_seeded_tiny_model():
         assert values[name] == pytest.approx(value, rel=1e-3, abs=1e-4), name
 
 
-def test_image_without_instances_trains_and_infers():
-    model = tiny()
+def test_image_without_instances_is_a_negative(model):
     images, targets = batch(with_instances=False)
     values = losses_of(model, images, targets)
     assert values["rpn_box"] == 0.0 and values["box_regression"] == 0.0 and values["mask"] == 0.0
     assert np.isfinite(values["rpn_objectness"]) and values["rpn_objectness"] > 0
     assert np.isfinite(values["box_class"]) and values["box_class"] > 0
-    model.compile(optimizer=keras.optimizers.SGD(0.01))
-    history = model.fit(tf.data.Dataset.from_tensors((images, targets)), epochs=1, verbose=0)
-    assert np.isfinite(history.history["loss"][0])
     out = predict(model, np.zeros((1, 40, 40, 3), np.float32))
     assert out["masks"].shape == (1, 10, 40, 40)
 
 
-def test_one_fit_step_reports_losses_and_updates_weights():
+def test_fit_steps_on_positive_and_negative_batches():
     model = tiny()
-    images, targets = batch()
+    positive, negative = batch(), batch(with_instances=False)
+    data = tf.data.Dataset.from_tensors(positive).concatenate(tf.data.Dataset.from_tensors(negative))
     before = [w.numpy().copy() for w in model.box_predictor.weights]
     model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9))
-    history = model.fit(tf.data.Dataset.from_tensors((images, targets)), epochs=1, verbose=0)
+    history = model.fit(data, epochs=1, verbose=0)
     assert sorted(history.history) == sorted(
         ["loss", "rpn_objectness", "rpn_box", "box_class", "box_regression", "mask"])
     parts = sum(history.history[k][0] for k in ("rpn_objectness", "rpn_box", "box_class", "box_regression", "mask"))
+    assert np.isfinite(history.history["loss"][0])
     assert history.history["loss"][0] == pytest.approx(parts, rel=1e-5)
     after = model.box_predictor.weights
     assert any(not np.allclose(b, a.numpy()) for b, a in zip(before, after, strict=True))
-    evaluation = model.evaluate(tf.data.Dataset.from_tensors((images, targets)), verbose=0, return_dict=True)
-    assert np.isfinite(evaluation["loss"])
 
 
 def test_keras_round_trip_safe_mode():
     model = tiny(class_names=["bg", "circle", "rectangle", "triangle"], category_ids=[3, 7, 9])
     image = np.random.default_rng(3).uniform(0, 255, (1, 48, 64, 3)).astype(np.float32)
-    check_model_round_trip(model, image, atol=1e-5, rtol=1e-5)
+    loaded_out = check_model_round_trip(model, image, atol=1e-5, rtol=1e-5)
+    assert int(loaded_out["num_detections"][0]) > 0
     clone = MaskRCNN.from_config(model.get_config())
     assert clone.class_names == ["bg", "circle", "rectangle", "triangle"] and clone.category_ids == [3, 7, 9]
     assert clone.get_config() == model.get_config()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("overrides", [
     {"roi_pooler": "warp"}, {"roi_pooler": "pool"}, {"mask_loss": "softmax"}, {"class_agnostic_masks": True},
 ])
@@ -176,6 +178,7 @@ def test_trainable_layers_freeze_backbone_stages():
     assert names and not any("conv3_" in n or "conv2_" in n or "conv1_" in n for n in names)
 
 
+@pytest.mark.slow
 def test_mixed_precision():
     previous = keras.mixed_precision.dtype_policy()
     keras.mixed_precision.set_dtype_policy("mixed_float16")
