@@ -60,6 +60,16 @@ with open(OUTPUTS, "wb") as f:
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def keras_probabilities(model, images):
+    """Softmax (float64) of a semantic model's logits for float pixels `images` [B, H, W, C]."""
+    import keras
+
+    logits = keras.ops.convert_to_numpy(model(images.astype(np.float32), training=False))
+    logits = logits.astype(np.float64)
+    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
 def encode_png(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")

@@ -21,21 +21,11 @@ from segzoo.export import export_saved_model
 from tests.export.helpers import (
     encode_jpeg,
     encode_png,
+    keras_probabilities,
     saved_model_cli_show,
     serve_in_clean_process,
 )
 from tests.export.tiny_models import TinyDetector, TinySegmenter
-
-
-def softmax(logits):
-    logits = logits - logits.max(axis=-1, keepdims=True)
-    e = np.exp(logits)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def keras_probabilities(model, images):
-    logits = keras.ops.convert_to_numpy(model(images.astype(np.float32), training=False))
-    return softmax(logits.astype(np.float64))
 
 
 def check_semantic_export(model, export_dir, tmp_path, batch_size, sizes):

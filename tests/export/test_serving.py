@@ -9,7 +9,7 @@ import tensorflow as tf
 
 import segzoo
 from segzoo.export.serving import ServingModule
-from tests.export.test_saved_model import keras_probabilities
+from tests.export.helpers import keras_probabilities
 
 
 def require_unet():

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 import segzoo
 from segzoo.export import export_tflite
-from tests.export.test_saved_model import keras_probabilities
+from tests.export.helpers import keras_probabilities
 from tests.export.tiny_models import TinySegmenter
 
 
