@@ -1,0 +1,47 @@
+"""InstanceTask: pipelines in the Mask R-CNN training format and COCO-AP evaluation."""
+
+import numpy as np
+import pytest
+
+import segzoo
+import segzoo.data
+from segzoo.training.instance_task import InstanceTask, predict_instances
+from segzoo.training.tasks import get_task
+
+TINY = dict(num_classes=3, backbone="resnet18", min_size=64, max_size=64, fpn_channels=32, representation_size=64,
+            mask_head_channels=32, rpn_pre_nms_top_n_test=100, rpn_post_nms_top_n_test=32, max_detections=5)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return segzoo.get_model("mask_rcnn", **TINY)
+
+
+def test_get_task_and_training_batches(model):
+    task = get_task(model)
+    assert isinstance(task, InstanceTask) and task.monitor == "val_mask_ap" and task.compile_kwargs() == {}
+    info = segzoo.data.get_info("shapes", task="instance")
+    data = task.train_dataset(info, "shapes", None, "train", 64, 2, seed=0)
+    images, targets = next(iter(data))
+    # max_size 64 -> padded to 64 x 64; instance rows padded to 100 with class 0.
+    assert images.shape == (2, 64, 64, 3) and targets["masks"].shape == (2, 100, 64, 64)
+    assert targets["classes"].shape == (2, 100) and targets["boxes"].shape == (2, 100, 4)
+    semantic = segzoo.data.get_info("shapes")
+    with pytest.raises(ValueError, match="instance"):
+        task.train_dataset(semantic, "shapes", None, "train", 64, 2, seed=0)
+
+
+def test_evaluate_returns_coco_metrics_and_handles_negatives(model):
+    task = InstanceTask(model)
+    elements = list(segzoo.data.load("shapes", "val", task="instance", num_images=3, image_size=64)
+                    .as_numpy_iterator())
+    elements.append({"image": np.zeros((48, 40, 3), np.uint8), "boxes": np.zeros((0, 4), np.float32),
+                     "classes": np.zeros((0,), np.int32), "masks": np.zeros((0, 48, 40), np.uint8),
+                     "is_crowd": np.zeros((0,), bool), "image_id": 999})
+    metrics = task.evaluate(model, elements)
+    assert metrics["num_images"] == 4
+    for key in ("box_ap", "box_ap50", "mask_ap", "mask_ap50", "mask_ap75"):
+        assert 0.0 <= metrics[key] <= 1.0
+    detections = predict_instances(model, elements[-1]["image"])
+    n = len(detections["scores"])
+    assert detections["masks"].shape == (n, 48, 40) and detections["boxes"].shape == (n, 4)
