@@ -93,3 +93,14 @@ def test_instance_id_map_higher_score_wins():
     ids = instance_id_map(masks, np.array([0.5, 0.9, 0.1]), (4, 4))
     assert ids[1, 1] == 2  # overlap of detections 1 (0.5) and 2 (0.9): the 0.9 one
     assert ids[0, 0] == 1 and ids[3, 3] == 3 and ids[0, 3] == 0
+
+
+@pytest.mark.slow
+def test_demo_trains_evaluates_predicts_and_says_where(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--minutes", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "mean IoU" in printed and str(out) in printed
+    assert (out / "run" / "model.keras").exists() and (out / "eval.json").exists()
+    predictions = sorted(os.listdir(out / "predictions"))
+    assert len(predictions) == 12 and predictions[1].endswith("_overlay.png")
