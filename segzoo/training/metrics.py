@@ -48,8 +48,10 @@ class SegmentationMeanIoU(keras.metrics.Metric):
         labels = tf.reshape(labels, [-1])
         predictions = tf.reshape(predictions, [-1])
         valid = (labels != self.ignore_label) & (labels >= 0) & (labels < k)
-        index = tf.boolean_mask(labels * k + predictions, valid)
-        counts = tf.math.bincount(index, minlength=k * k, maxlength=k * k, dtype=tf.float64)
+        # A weighted segment sum, not boolean_mask + bincount: static shapes, so the
+        # train step also compiles with XLA (--jit-compile).
+        index = tf.where(valid, labels * k + predictions, tf.zeros_like(labels))
+        counts = tf.math.unsorted_segment_sum(tf.cast(valid, tf.float64), index, k * k)
         self.confusion.assign_add(tf.reshape(counts, (k, k)))
 
     def result(self):

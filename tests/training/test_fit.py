@@ -134,3 +134,17 @@ def test_task_mismatch_is_a_clear_error(tmp_path):
     instance_view = dataclasses.replace(TINY, data_args={"task": "instance", "num_images": 4})
     with pytest.raises(ValueError, match="semantic model but dataset"):
         train(_config(tmp_path, recipe=instance_view))
+
+
+def test_mixed_precision_and_jit_compile(tmp_path):
+    result = train(_config(tmp_path / "run", epochs=1, mixed_precision=True, jit_compile=True,
+                           recipe=dataclasses.replace(TINY, epochs=1)))
+    assert result.info["mixed_precision"] and result.info["jit_compile"]
+    assert result.model.get_layer("conv1").compute_dtype == "float16"
+    assert result.model.get_layer("conv1").kernel.dtype == "float32"  # float32 master weights
+    assert isinstance(result.model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert np.isfinite(result.best_value)
+    # The global policy is restored after the run.
+    assert keras.mixed_precision.dtype_policy().name == "float32"
+    model = load_checkpoint(tmp_path / "run" / "model.keras")
+    assert model.class_names[0] == "background"
