@@ -61,11 +61,13 @@ def main(argv=None):
     parser.add_argument("--boxes", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--sizes", type=int, nargs="+", default=[7, 14])
+    parser.add_argument("--sampling-ratio", type=int, default=2,
+                        help="2 (the required setting) or <= 0 for the adaptive grid")
     parser.add_argument("--no-xla", action="store_true", help="skip the jit_compile=True run")
     args = parser.parse_args(argv)
 
     features, boxes, box_indices = make_inputs(args.boxes)
-    scale, ratio = 0.25, 2
+    scale, ratio = 0.25, args.sampling_ratio
     if torch is None:
         print("torch/torchvision not importable: segzoo only "
               "(pip install -r requirements-bench.txt for the comparison)")

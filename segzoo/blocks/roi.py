@@ -37,6 +37,7 @@ import tensorflow as tf
 # size that measured fastest on CPU, where a chunk stays mostly in cache).
 _CHUNK_BYTES = 8 * 2**20
 _MAX_CHUNK = 256
+_SAMPLES_PER_STEP = 4  # adaptive grid: samples per bin gathered per loop step
 _ASSUMED_CHANNELS = 256  # for sizing chunks when C is not known statically
 _FLT_MAX = 3.4028234663852886e38
 
@@ -224,36 +225,40 @@ def _align_fixed_chunk(flat, box, out_h, out_w, grid):
 
 
 def _align_adaptive_chunk(flat, box, out_h, out_w, channels):
-    """One sample per bin per loop step; box k has grid_h[k] x grid_w[k] samples per bin."""
+    """Box k has grid_h[k] x grid_w[k] samples per bin; a loop step takes the next
+    `_SAMPLES_PER_STEP` of them (row-major) in every bin, masking finished boxes."""
+    per_step = _SAMPLES_PER_STEP
     grid_h, grid_w = box["grid_h"], box["grid_w"]  # float32, integral, may be <= 0
-    grid_w_int = tf.maximum(tf.cast(grid_w, tf.int32), 1)
+    grid_w_int = tf.maximum(tf.cast(grid_w, tf.int32), 1)[:, None]
     num_samples = tf.cast(tf.maximum(grid_h, 0.0) * tf.maximum(grid_w, 0.0), tf.int32)
-    inv_count = _div(1.0, tf.maximum(grid_h * grid_w, 1.0))
-    ph = tf.range(out_h, dtype=tf.float32)[None, :]
-    pw = tf.range(out_w, dtype=tf.float32)[None, :]
+    inv_count = _div(1.0, tf.maximum(grid_h * grid_w, 1.0))[:, None]
+    ph = tf.range(out_h, dtype=tf.float32)[None, :, None]
+    pw = tf.range(out_w, dtype=tf.float32)[None, :, None]
     k = tf.shape(grid_h)[0]
-    steps = tf.reduce_max(tf.concat([num_samples, [0]], 0))
+    steps = (tf.reduce_max(tf.concat([num_samples, [0]], 0)) + per_step - 1) // per_step
+    base = box["base"][:, None, None, None, None]
+    width = box["width"][:, None, None, None, None]
 
     def body(step, acc):
-        iy = step // grid_w_int  # sample (iy, ix) of every bin of box k at this step
-        ix = step - iy * grid_w_int
-        offs_y = (tf.cast(iy, tf.float32) + 0.5)[:, None]
-        offs_x = (tf.cast(ix, tf.float32) + 0.5)[:, None]
-        active = tf.where(step < num_samples, inv_count, 0.0)[:, None, None]
-        yy = _sample_coords(box["y0"][:, None], box["bin_h"][:, None], ph, offs_y,
-                            grid_h[:, None])  # [k, out_h]
-        xx = _sample_coords(box["x0"][:, None], box["bin_w"][:, None], pw, offs_x,
-                            grid_w[:, None])  # [k, out_w]
-        ylo, yhi, wylo, wyhi = _axis_corners(yy, box["height"][:, None])
-        xlo, xhi, wxlo, wxhi = _axis_corners(xx, box["width"][:, None])
-        rows = tf.stack([ylo, yhi], -1)[:, :, None, :, None]  # [k, out_h, 1, 2, 1]
-        cols = tf.stack([xlo, xhi], -1)[:, None, :, None, :]  # [k, 1, out_w, 1, 2]
-        wy = tf.stack([wylo, wyhi], -1)[:, :, None, :, None] * active[..., None, None]
-        wx = tf.stack([wxlo, wxhi], -1)[:, None, :, None, :]
-        base = box["base"][:, None, None, None, None]
-        width = box["width"][:, None, None, None, None]
-        index = tf.reshape(base + rows * width + cols, [k, out_h, out_w, 4])
-        weight = tf.reshape(wy * wx, [k, out_h, out_w, 4])
+        t = step * per_step + tf.range(per_step)[None, :]  # [k, S] sample numbers
+        iy = t // grid_w_int
+        ix = t - iy * grid_w_int
+        active = tf.where(t < num_samples[:, None], inv_count, 0.0)  # [k, S]
+        offs_y = (tf.cast(iy, tf.float32) + 0.5)[:, None, :]
+        offs_x = (tf.cast(ix, tf.float32) + 0.5)[:, None, :]
+        yy = _sample_coords(box["y0"][:, None, None], box["bin_h"][:, None, None], ph, offs_y,
+                            grid_h[:, None, None])  # [k, out_h, S]
+        xx = _sample_coords(box["x0"][:, None, None], box["bin_w"][:, None, None], pw, offs_x,
+                            grid_w[:, None, None])  # [k, out_w, S]
+        ylo, yhi, wylo, wyhi = _axis_corners(yy, box["height"][:, None, None])
+        xlo, xhi, wxlo, wxhi = _axis_corners(xx, box["width"][:, None, None])
+        # Corners (low, low), (low, high), (high, low), (high, high) of each sample.
+        rows = tf.stack([ylo, ylo, yhi, yhi], -1)[:, :, None]  # [k, out_h, 1, S, 4]
+        cols = tf.stack([xlo, xhi, xlo, xhi], -1)[:, None]  # [k, 1, out_w, S, 4]
+        wy = (tf.stack([wylo, wylo, wyhi, wyhi], -1) * active[:, None, :, None])[:, :, None]
+        wx = tf.stack([wxlo, wxhi, wxlo, wxhi], -1)[:, None]
+        index = tf.reshape(base + rows * width + cols, [k, out_h, out_w, 4 * per_step])
+        weight = tf.reshape(wy * wx, [k, out_h, out_w, 4 * per_step])
         return step + 1, acc + _weighted_sum(weight, _gather_rows(flat, index))
 
     acc0 = tf.zeros(tf.stack([k, out_h, out_w, channels]), tf.float32)
@@ -287,7 +292,7 @@ def _roi_align_boxes(flat, box, out_h, out_w, sampling_ratio, channels):
     box["grid_h"] = tf.math.ceil(box["bin_h"])
     box["grid_w"] = tf.math.ceil(box["bin_w"])
     cost = tf.maximum(box["grid_h"], 0.0) * tf.maximum(box["grid_w"], 0.0)
-    chunk = _chunk_size(out_h * out_w * 4 * chan_bytes)
+    chunk = _chunk_size(out_h * out_w * 4 * _SAMPLES_PER_STEP * chan_bytes)
     return _sorted_map_chunks(
         lambda b: _align_adaptive_chunk(flat, b, out_h, out_w, channels),
         box, cost, chunk, out_tail,
