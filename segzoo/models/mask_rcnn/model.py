@@ -299,11 +299,13 @@ class MaskRCNN(keras.Model):
         levels = sorted(pyramid, key=lambda key: int(key[1:]))
         return [pyramid[key] for key in levels]
 
-    def _rpn(self, features, image_shape, training):
+    def _rpn(self, features, image_shape, training, clip_size=None):
+        """RPN outputs, anchors (of the padded `image_shape`) and proposals clipped to `clip_size`."""
         objectness, deltas = self.rpn_head(features)
         feature_shapes = [(tf.shape(f)[1], tf.shape(f)[2]) for f in features]
         anchors = self.anchor_generator(image_shape, feature_shapes)
-        proposals, valid = self.proposal_generator(objectness, deltas, anchors, image_shape, training=training)
+        proposals, valid = self.proposal_generator(
+            objectness, deltas, anchors, clip_size or image_shape, training=training)
         return objectness, deltas, anchors, proposals, valid
 
     def _box_branch(self, features, rois):
@@ -351,7 +353,7 @@ class MaskRCNN(keras.Model):
         padded = self._pad_to_32(resized)
         features = self._features(padded, training=False)
         padded_shape = (tf.shape(padded)[1], tf.shape(padded)[2])
-        _, _, _, proposals, valid = self._rpn(features, padded_shape, training=False)
+        _, _, _, proposals, valid = self._rpn(features, padded_shape, training=False, clip_size=(new_h, new_w))
         logits, deltas = self._box_branch(features, proposals)
         detections = postprocess.detect(
             logits, deltas, proposals, valid, (new_h, new_w), self.box_coder,
