@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import warnings
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -86,6 +87,17 @@ class InstanceTask:
     def compile_kwargs(self) -> dict:
         return {}
 
+    def callbacks(self, info, data_name, data_dir, split) -> list:
+        """`[MaskAPCallback]` writing "val_mask_ap" (and the other AP keys) into the epoch logs.
+
+        The fit loop must put these before the checkpoint callback that monitors
+        `self.monitor`.
+        """
+        ds = self._load(data_name, data_dir, split)
+        if self.val_max_images:
+            ds = ds.take(int(self.val_max_images))
+        return [MaskAPCallback(self, ds, info)]
+
     def evaluate(self, model, elements, info=None, *, max_images=None) -> dict:
         """COCO AP over raw dataset elements, each image at its original size.
 
@@ -130,3 +142,27 @@ def predict_instances(model, image) -> dict:
     out = fn(tf.convert_to_tensor(image[None].astype(np.float32)))
     n = int(out["num_detections"][0])
     return {key: out[key][0].numpy()[:n] for key in ("boxes", "scores", "classes", "masks")}
+
+
+class MaskAPCallback(keras.callbacks.Callback):
+    """Adds COCO AP on a validation split to the epoch logs as `val_<key>` (val_mask_ap, val_box_ap, ...).
+
+    Args:
+        task: the `InstanceTask` (its `evaluate` runs).
+        dataset: unbatched raw instance elements (original sizes).
+        info: the dataset's `DatasetInfo` (category ids).
+    """
+
+    KEYS = ("box_ap", "box_ap50", "box_ap75", "mask_ap", "mask_ap50", "mask_ap75")
+
+    def __init__(self, task, dataset, info=None):
+        super().__init__()
+        self.task, self.dataset, self.info = task, dataset, info
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        metrics = self.task.evaluate(self.model, self.dataset.as_numpy_iterator(), self.info)
+        for key in self.KEYS:
+            value = metrics.get(key)
+            logs[f"val_{key}"] = float("nan") if value is None else float(value)

@@ -45,3 +45,14 @@ def test_evaluate_returns_coco_metrics_and_handles_negatives(model):
     detections = predict_instances(model, elements[-1]["image"])
     n = len(detections["scores"])
     assert detections["masks"].shape == (n, 48, 40) and detections["boxes"].shape == (n, 4)
+
+
+def test_mask_ap_callback_writes_validation_ap_into_logs(model):
+    task = InstanceTask(model, val_max_images=2)
+    info = segzoo.data.get_info("shapes", task="instance")
+    (callback,) = task.callbacks(info, "shapes", None, "val")
+    callback.set_model(model)
+    logs = {"loss": 1.0}
+    callback.on_epoch_end(0, logs)
+    for key in ("val_mask_ap", "val_mask_ap50", "val_box_ap"):
+        assert key in logs and (np.isnan(logs[key]) or 0.0 <= logs[key] <= 1.0)
