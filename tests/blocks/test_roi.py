@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from segzoo.blocks import roi as roi_ops
+from segzoo.blocks import roi_sampling
 from segzoo.blocks.roi import (
     assign_fpn_levels,
     multilevel_roi_align,
@@ -200,7 +200,7 @@ def test_roi_align_random(seed, aligned, sampling_ratio):
 
 
 def test_roi_align_many_boxes_span_several_chunks(monkeypatch):
-    monkeypatch.setattr(roi_ops, "_CHUNK_BYTES", 2048)  # force chunks of 1-2 boxes
+    monkeypatch.setattr(roi_sampling, "_CHUNK_BYTES", 2048)  # force chunks of 1-2 boxes
     rng = np.random.default_rng(3)
     features, boxes, box_indices = _random_case(rng, num_boxes=9, scale=1.0)
     for ratio in (-1, 2):
@@ -287,7 +287,7 @@ def test_roi_align_rejects_bad_output_size(bad):
 
 def test_round_half_away_from_zero():
     x = tf.constant([0.5, 1.5, 2.5, -0.5, -1.5, 0.49999997, -2.4999998, 3.0, -3.0], tf.float32)
-    np.testing.assert_array_equal(roi_ops.round_half_away(x).numpy(),
+    np.testing.assert_array_equal(roi_sampling.round_half_away(x).numpy(),
                                   [1, 2, 3, -1, -2, 0, -2, 3, -3])
 
 
