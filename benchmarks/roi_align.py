@@ -11,13 +11,15 @@ to 400 px, clipped). When torch and torchvision are importable
 the same numbers converted to NCHW, and the script prints its time, the speed
 ratio (torchvision time / segzoo time; goal >= 2, required >= 1.5) and the max
 absolute difference of the outputs. Each figure: one warm-up call, then the
-best and the median of `--repeats` calls. Also prints segzoo under
-`tf.function(jit_compile=True)` (XLA) for reference.
+best and the median of `--repeats` calls, the implementations taking turns so
+that load from other processes hits them alike. Also prints segzoo under
+`tf.function(jit_compile=True)` (XLA) for reference (skip with --no-xla).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
 
@@ -45,15 +47,20 @@ def make_inputs(num_boxes, seed=0, batch=2, height=200, width=304, channels=256,
     return features, boxes, box_indices
 
 
-def timed(fn, repeats):
-    """(best, median) seconds of `repeats` calls after one warm-up; fn returns the output."""
-    out = fn()
-    times = []
+def timed(fns, repeats):
+    """Interleaved timing: {name: (best, median, last output)} over `repeats` rounds.
+
+    Each fn is called once to warm up, then the fns take turns, so a load
+    spike from other processes hits all of them alike.
+    """
+    outs = {name: fn() for name, fn in fns.items()}
+    times = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return min(times), statistics.median(times), out
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            outs[name] = fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: (min(t), statistics.median(t), outs[name]) for name, t in times.items()}
 
 
 def main(argv=None):
@@ -72,7 +79,7 @@ def main(argv=None):
         print("torch/torchvision not importable: segzoo only "
               "(pip install -r requirements-bench.txt for the comparison)")
     print(f"features {features.shape} float32 NHWC, {args.boxes} boxes, sampling_ratio={ratio}, "
-          f"aligned=True, spatial_scale={scale}; best/median of {args.repeats} after warm-up")
+          f"aligned=True, spatial_scale={scale}; best/median of {args.repeats} interleaved calls after warm-up")
     print(f"tensorflow {tf.__version__}"
           + (f", torch {torch.__version__}, torchvision {torchvision.__version__} "
              f"({torch.get_num_threads()} threads)" if torch is not None else ""))
@@ -86,27 +93,25 @@ def main(argv=None):
                           torch.from_numpy(boxes)], 1)
 
     for size in args.sizes:
-        best, median, out = timed(
-            lambda s=size: roi_align(tf_features, tf_boxes, tf_indices, s, scale, ratio, True)
-            .numpy(), args.repeats)
-        line = f"{size}x{size}: segzoo {best:.3f} s (median {median:.3f})"
+        fns = {"segzoo": lambda s=size: roi_align(tf_features, tf_boxes, tf_indices, s, scale,
+                                                  ratio, True).numpy()}
         if not args.no_xla:
-            jitted = tf.function(
-                lambda f, b, i, s=size: roi_align(f, b, i, s, scale, ratio, True),
-                jit_compile=True)
-            xla_best, xla_median, _ = timed(
-                lambda j=jitted: j(tf_features, tf_boxes, tf_indices).numpy(), args.repeats)
-            line += f" | segzoo XLA {xla_best:.3f} s (median {xla_median:.3f})"
+            jitted = tf.function(lambda f, b, i, s=size: roi_align(f, b, i, s, scale, ratio, True),
+                                 jit_compile=True)
+            fns["segzoo XLA"] = lambda j=jitted: j(tf_features, tf_boxes, tf_indices).numpy()
         if torch is not None:
-            with torch.inference_mode():
-                tv_best, tv_median, tv_out = timed(
-                    lambda s=size: torchvision.ops.roi_align(nchw, rois, s, scale, ratio, True),
-                    args.repeats)
-            diff = np.abs(tv_out.permute(0, 2, 3, 1).numpy() - out).max()
-            line += (f" | torchvision {tv_best:.3f} s (median {tv_median:.3f})"
-                     f" | speed-up {tv_best / best:.2f}x (medians {tv_median / median:.2f}x)"
-                     f" | max |diff| {diff:.2e}")
-        print(line, flush=True)
+            fns["torchvision"] = lambda s=size: torchvision.ops.roi_align(
+                nchw, rois, s, scale, ratio, True).permute(0, 2, 3, 1).numpy()
+        with torch.inference_mode() if torch is not None else contextlib.nullcontext():
+            results = timed(fns, args.repeats)
+        parts = [f"{name} {best:.3f} s (median {median:.3f})"
+                 for name, (best, median, _) in results.items()]
+        if torch is not None:
+            best, median, out = results["segzoo"]
+            tv_best, tv_median, tv_out = results["torchvision"]
+            parts.append(f"speed-up {tv_best / best:.2f}x (medians {tv_median / median:.2f}x)")
+            parts.append(f"max |diff| {np.abs(tv_out - out).max():.2e}")
+        print(f"{size}x{size}: " + " | ".join(parts), flush=True)
 
 
 if __name__ == "__main__":
