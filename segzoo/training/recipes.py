@@ -112,15 +112,17 @@ RECIPES: dict[str, Recipe] = {
         optimizer="adam", learning_rate=1e-4, warmup_steps=20,
     ),
     # Mask R-CNN on the synthetic shapes (instance view), from scratch on CPU: narrow heads
-    # and fewer proposals / RoIs than the paper so it fits in a few CPU minutes.
+    # and fewer proposals / RoIs than the paper so it fits in a few CPU minutes. Measured
+    # (2 shared CPU cores): val mask AP50 0.88 after the 8 epochs; SGD (lr 0.01, 6 epochs)
+    # reached 0.42 and Adam 5e-4 with 64 RoIs 0.60; SGD at lr >= 0.01 without clipping diverged.
     "shapes_mask_rcnn": Recipe(
-        name="shapes_mask_rcnn", data="shapes", epochs=6, batch_size=2, image_size=128,
-        optimizer="adam", learning_rate=5e-4, warmup_steps=100,
+        name="shapes_mask_rcnn", data="shapes", epochs=8, batch_size=2, image_size=128,
+        optimizer="adam", learning_rate=1e-3, weight_decay=1e-4, warmup_steps=100,
         clipnorm=5.0, val_max_images=16, data_args={"task": "instance"},
         model_args={"backbone": "resnet18", "min_size": 128, "max_size": 128, "fpn_channels": 64,
                     "representation_size": 256, "mask_head_channels": 64,
                     "rpn_pre_nms_top_n_test": 500, "rpn_post_nms_top_n_train": 300,
-                    "rpn_post_nms_top_n_test": 100, "box_batch_size_per_image": 64},
+                    "rpn_post_nms_top_n_test": 100, "box_batch_size_per_image": 128},
     ),
     "voc_mask_rcnn": Recipe(
         name="voc_mask_rcnn", data="voc_instance", epochs=24, batch_size=2, image_size=800,
