@@ -103,7 +103,7 @@ RECIPES: dict[str, Recipe] = {
     # updates per second than 8; lr 2e-3 with 50 warm-up steps; the crops show the 128 px
     # images at scale 0.5-1 (whole objects at 0.5, validation scale at 1).
     "shapes_unet": Recipe(
-        name="shapes_unet", data="shapes", epochs=25, batch_size=4, image_size=64,
+        name="shapes_unet", data="shapes", epochs=30, batch_size=4, image_size=64,
         optimizer="adam", learning_rate=2e-3, warmup_steps=50, scale_range=(0.5, 1.0),
         model_args={"base_filters": 16},
     ),
