@@ -187,9 +187,8 @@ def train(config, *, extra_callbacks=()) -> TrainResult:
             if recipe.init_from:
                 from segzoo.models.weights import load_weights_by_name
 
-                report = load_weights_by_name(model, recipe.init_from)
-                if report is not None:
-                    print(f"segzoo train: init from {recipe.init_from}: {report}")
+                # Layers whose shapes differ (another class count) are skipped and reported.
+                load_weights_by_name(model, recipe.init_from, verbose=is_chief)
             task = _make_task(model, recipe)
             train_ds = task.train_dataset(info, recipe.data, data_dir, recipe.train_split,
                                           recipe.image_size, recipe.batch_size, seed)

@@ -148,3 +148,18 @@ def test_mixed_precision_and_jit_compile(tmp_path):
     assert keras.mixed_precision.dtype_policy().name == "float32"
     model = load_checkpoint(tmp_path / "run" / "model.keras")
     assert model.class_names[0] == "background"
+
+
+class _WeightsAtStart(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.weights = [w.copy() for w in self.model.get_weights()]
+
+
+def test_init_from_checkpoint_starts_from_its_weights(tmp_path):
+    train(_config(tmp_path / "first", recipe=dataclasses.replace(TINY, epochs=1)))
+    source = load_checkpoint(tmp_path / "first" / "model.keras").get_weights()
+    probe = _WeightsAtStart()
+    train(_config(tmp_path / "second", recipe=dataclasses.replace(TINY, epochs=1),
+                  init_from=str(tmp_path / "first" / "model.keras")), extra_callbacks=[probe])
+    for got, want in zip(probe.weights, source, strict=True):
+        np.testing.assert_array_equal(got, want)
