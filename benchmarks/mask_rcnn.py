@@ -25,7 +25,11 @@ may be shared, so compare only numbers from the same run.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -126,27 +130,39 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads for both (0 = default)")
     parser.add_argument("--no-train", action="store_true", help="skip the training-step measurement")
     parser.add_argument("--no-torch", action="store_true", help="skip torchvision")
+    parser.add_argument("--torch-json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    image = np.random.default_rng(0).uniform(0, 255, (480, 640, 3)).astype(np.float32)
+    train = not args.no_train
+
+    if args.torch_json:  # the child process: torchvision only (torch and TF apart)
+        import torch
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        print(json.dumps(bench_torchvision(image, args.iters, train)))
+        return 0
 
     import tensorflow as tf
 
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    image = np.random.default_rng(0).uniform(0, 255, (480, 640, 3)).astype(np.float32)
-    train = not args.no_train
     ours = bench_segzoo(image, args.iters, train)
     for name, (best, median) in ours.items():
-        print(f"segzoo      {name:11s} best {best:7.3f} s  median {median:7.3f} s")
+        print(f"segzoo      {name:11s} best {best:7.3f} s  median {median:7.3f} s", flush=True)
     if args.no_torch:
         return 0
-    try:
-        import torch
-    except ImportError:
-        print("torchvision: not installed (pip install -r requirements-bench.txt); no comparison")
-        return 0
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    theirs = bench_torchvision(image, args.iters, train)
+    # torchvision runs in its own process: torch and TensorFlow in one process can clash.
+    command = [sys.executable, os.path.abspath(__file__), "--torch-json", "--iters", str(args.iters),
+               "--threads", str(args.threads)] + (["--no-train"] if args.no_train else [])
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        if "No module named 'torch" in done.stderr:
+            print("torchvision: not installed (pip install -r requirements-bench.txt); no comparison")
+            return 0
+        print(f"torchvision run failed:\n{done.stderr[-2000:]}")
+        return 1
+    theirs = json.loads(done.stdout.strip().splitlines()[-1])
     for name, (best, median) in theirs.items():
         print(f"torchvision {name:11s} best {best:7.3f} s  median {median:7.3f} s")
     for name in ours:
