@@ -99,7 +99,8 @@ def run(args) -> int:
         name = os.path.splitext(os.path.basename(path))[0]
         if model.task == "instance":
             detections = predict_instance(model, image, name, args.out, args.score_threshold)
-            print(f"{path}: {len(detections)} detections -> {os.path.join(args.out, name)}.png/.json")
+            print(f"{path}: {len(detections)} detections -> "
+                  f"{os.path.join(args.out, name)}.png, {name}.json, {name}_overlay.png")
         else:
             labels = predict_semantic(model, image, name, args.out)
             present = [model.class_names[c] for c in np.unique(labels)]
