@@ -146,9 +146,9 @@ class MaskRCNN(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        # XLA compiles the whole model only where roi ops and NMS do; `segzoo train
-        # --jit-compile` asks for it explicitly.
-        self.supports_jit = False
+        # Static shapes and XLA-kernel ops only (padded NMS, gather-based RoIAlign, no
+        # crop_and_resize / combined NMS): inference and the losses compile with jit_compile=True.
+        self.supports_jit = True
         num_classes = int(num_classes)
         if num_classes < 1:
             raise ValueError(f"num_classes (foreground classes K) must be >= 1, got {num_classes}")

@@ -202,3 +202,29 @@ def test_invalid_arguments_raise_value_errors():
         MaskRCNN(num_classes=3, backbone="resnet18", mask_loss="softmax", class_agnostic_masks=True)
     with pytest.raises(ValueError, match="category_ids"):
         MaskRCNN(num_classes=3, backbone="resnet18", category_ids=[1, 2])
+
+
+@pytest.mark.slow
+def test_inference_and_losses_compile_with_xla():
+    model = tiny()
+    images, targets = batch()
+    assert model.supports_jit
+    out = tf.function(lambda x: model(x, training=False), jit_compile=True)(tf.constant(images[:1]))
+    assert out["masks"].shape == (1, 10, 64, 64)
+    values = tf.function(lambda x, t: model.compute_losses(x, t), jit_compile=True)(images, targets)
+    # Each call draws new samples, so compare with the untrained model's expected ranges.
+    assert float(values["rpn_objectness"]) == pytest.approx(np.log(2.0), abs=0.01)
+    assert float(values["box_class"]) == pytest.approx(np.log(4.0), abs=0.1)
+    assert all(np.isfinite(float(v)) for v in values.values()) and float(values["mask"]) > 0
+    # An image without instances compiles and runs too (NMS on all-invalid candidates).
+    negative_images, negative = batch(with_instances=False)
+    values = tf.function(lambda x, t: model.compute_losses(x, t), jit_compile=True)(negative_images, negative)
+    assert float(values["mask"]) == 0.0
+
+
+@pytest.mark.slow
+def test_fit_with_jit_compile():
+    model = tiny()
+    model.compile(optimizer=keras.optimizers.SGD(0.01), jit_compile=True)
+    history = model.fit(tf.data.Dataset.from_tensors(batch()), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
