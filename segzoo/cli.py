@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="train, evaluate and predict on the built-in shapes set")
     demo.add_argument("--out", default="demo_out")
-    demo.add_argument("--minutes", type=float, default=4.0)
+    demo.add_argument("--minutes", type=float, default=5.0)
     return parser
 
 

@@ -1,7 +1,7 @@
 """`segzoo demo` (`make demo`): train, evaluate and predict on the built-in shapes set, on CPU.
 
 Trains U-Net (base_filters=16) with the `shapes_unet` recipe for at most
-`--minutes` (default 4), evaluates the best checkpoint on the validation split
+`--minutes` (default 5), evaluates the best checkpoint on the validation split
 at original resolution (prints the per-class table), segments a few
 validation images and says where everything went. Needs no download.
 """

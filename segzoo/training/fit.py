@@ -85,8 +85,22 @@ def resolve_recipe(config):
         learning_rate=_get(config, "learning_rate"),
         optimizer=_get(config, "optimizer"),
         init_from=_get(config, "init_from"),
-        model_args=parse_model_args(_get(config, "model_arg")) or None,
+        model_args=_model_args(config, spec),
     ), spec
+
+
+def _model_args(config, spec) -> dict | None:
+    """`--model-arg` pairs, plus `--trainable-layers` for instance models."""
+    kwargs = parse_model_args(_get(config, "model_arg"))
+    trainable_layers = _get(config, "trainable_layers")
+    if trainable_layers:
+        if spec.task != "instance":
+            raise ValueError(
+                f"--trainable-layers applies to backbone stages of instance models; "
+                f"{spec.name!r} is a {spec.task} model"
+            )
+        kwargs.setdefault("trainable_layers", trainable_layers)
+    return kwargs or None
 
 
 def build_model(model_name: str, info, model_args: dict):
@@ -238,10 +252,16 @@ def train(config, *, extra_callbacks=()) -> TrainResult:
             "mixed_precision": bool(_get(config, "mixed_precision")), "jit_compile": jit,
             "seed": seed, "steps_per_epoch": epoch_steps,
         }
+        # Task callbacks (e.g. Mask R-CNN's COCO mask AP on the validation split) write
+        # their metrics into the epoch logs, so they run before the checkpoint reads them.
+        task_callbacks = []
+        if val_ds is not None and hasattr(task, "callbacks"):
+            task_callbacks = task.callbacks(info, recipe.data, data_dir, recipe.val_split)
         callbacks = [
             nan_guard,
             *([time_limit] if time_limit else []),
             cb.BackupAndRestore(backup_dir, nan_guard=nan_guard),
+            *task_callbacks,
             best,
         ]
         if is_chief:

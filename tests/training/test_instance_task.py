@@ -56,3 +56,36 @@ def test_mask_ap_callback_writes_validation_ap_into_logs(model):
     callback.on_epoch_end(0, logs)
     for key in ("val_mask_ap", "val_mask_ap50", "val_box_ap"):
         assert key in logs and (np.isnan(logs[key]) or 0.0 <= logs[key] <= 1.0)
+
+
+def test_fit_loop_monitors_validation_mask_ap_and_passes_trainable_layers(tmp_path):
+    """`segzoo train mask_rcnn`: the checkpoint is chosen by val_mask_ap, and
+    `--trainable-layers heads` freezes the whole backbone."""
+    import json
+
+    from segzoo.models.base import load_checkpoint
+    from segzoo.training.fit import train
+    from segzoo.training.recipes import Recipe
+
+    recipe = Recipe(name="tiny_instance", data="shapes", epochs=1, steps_per_epoch=1, batch_size=1,
+                    image_size=64, val_max_images=2,
+                    data_args={"task": "instance", "num_images": 4, "image_size": 64},
+                    model_args={k: v for k, v in TINY.items() if k != "num_classes"})
+    out = tmp_path / "run"
+    result = train({"model": "mask_rcnn", "recipe": recipe, "out": str(out),
+                    "trainable_layers": "heads", "verbose": 0})
+    assert result.monitor == "val_mask_ap"
+    assert result.best_epoch == 1 and 0.0 <= result.best_value <= 1.0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["best"]["monitor"] == "val_mask_ap" and metrics["best"]["epoch"] == 1
+    assert result.model.trainable_layers == "heads"
+    backbone_weights = [w for w in result.model.trainable_weights if "conv" in w.path and "block" in w.path]
+    assert backbone_weights == []
+    assert load_checkpoint(out / "model.keras").trainable_layers == "heads"
+
+
+def test_trainable_layers_is_rejected_for_semantic_models():
+    from segzoo.training.fit import resolve_recipe
+
+    with pytest.raises(ValueError, match="trainable-layers"):
+        resolve_recipe({"model": "unet", "trainable_layers": "heads"})
