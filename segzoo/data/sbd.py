@@ -47,26 +47,18 @@ def find_sbd(manual_dir, dl_manager=None, download=False):
         ValueError: SBD is not under `manual_dir` and cannot be downloaded.
     """
     manual_dir = os.fspath(manual_dir)
-    found = _dataset_dir(manual_dir)
+    found, problem = validation.find_or_fetch(
+        manual_dir,
+        _dataset_dir,
+        SBD_ARCHIVE,
+        SBD_URL,
+        "benchmark_RELEASE/dataset",
+        dl_manager=dl_manager,
+        download=download,
+    )
     if found:
         return found
     archive = os.path.join(manual_dir, SBD_ARCHIVE)
-    problem = ""
-    if os.path.isfile(archive) and dl_manager is not None:
-        found = _dataset_dir(os.fspath(dl_manager.extract(archive)))
-        if found:
-            return found
-        problem = f" {archive!r} does not contain benchmark_RELEASE/dataset."
-    elif download and dl_manager is not None:
-        offline = validation.unreachable_reason(SBD_URL)
-        try:
-            if offline:
-                raise ConnectionError(offline)
-            found = _dataset_dir(os.fspath(dl_manager.download_and_extract(SBD_URL)))
-        except Exception as e:  # offline, proxy, server down...
-            problem = f" Downloading {SBD_URL} failed ({type(e).__name__}: {e})."
-        if found:
-            return found
     raise ValueError(
         f"The SBD annotations for split 'train_aug' were not found under {manual_dir!r}.{problem} "
         f"Put the extracted {os.path.join(manual_dir, 'benchmark_RELEASE', 'dataset')!r} "

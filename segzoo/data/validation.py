@@ -151,3 +151,43 @@ def unreachable_reason(url, timeout=5.0) -> str | None:
             return None
     except OSError as e:
         return f"{parsed.hostname}:{port} is unreachable ({type(e).__name__}: {e}); offline?"
+
+
+def find_or_fetch(manual_dir, locate, archive, url, inside, dl_manager=None, download=False):
+    """Find a dataset directory under `manual_dir`, in its archive, or by downloading it.
+
+    Tried in order: `locate(manual_dir)`; `locate` on `manual_dir/archive`
+    extracted by `dl_manager`; `locate` on `url` downloaded and extracted (only
+    with `download=True`, and only when `url`'s host answers). `locate(root)`
+    returns the directory found below `root`, or None.
+
+    Args:
+        inside: what the archive should hold, for the message when it does not.
+
+    Returns:
+        `(directory, "")` when found, else `(None, problem)` where `problem` is
+        empty or a sentence (with a leading space) saying why the archive or the
+        download did not give the directory; the caller raises with it.
+    """
+    manual_dir = os.fspath(manual_dir)
+    found = locate(manual_dir)
+    if found:
+        return found, ""
+    archive = os.path.join(manual_dir, archive)
+    problem = ""
+    if os.path.isfile(archive) and dl_manager is not None:
+        found = locate(os.fspath(dl_manager.extract(archive)))
+        if found:
+            return found, ""
+        problem = f" {archive!r} holds no {inside}."
+    elif download and dl_manager is not None:
+        offline = unreachable_reason(url)
+        try:
+            if offline:
+                raise ConnectionError(offline)
+            found = locate(os.fspath(dl_manager.download_and_extract(url)))
+        except Exception as e:  # offline, proxy, server down...
+            problem = f" Downloading {url} failed ({type(e).__name__}: {e})."
+        if found:
+            return found, ""
+    return None, problem

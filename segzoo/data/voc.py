@@ -69,26 +69,18 @@ def find_voc_root(manual_dir, dl_manager=None, download=False):
         ValueError: VOC is not there and cannot be downloaded (says what to put where).
     """
     manual_dir = os.fspath(manual_dir)
-    found = _voc2012_dir(manual_dir)
+    found, problem = validation.find_or_fetch(
+        manual_dir,
+        _voc2012_dir,
+        VOC_TAR,
+        VOC_URL,
+        "VOCdevkit/VOC2012/ImageSets/Segmentation",
+        dl_manager=dl_manager,
+        download=download,
+    )
     if found:
         return found
     tar = os.path.join(manual_dir, VOC_TAR)
-    problem = ""
-    if os.path.isfile(tar) and dl_manager is not None:
-        found = _voc2012_dir(os.fspath(dl_manager.extract(tar)))
-        if found:
-            return found
-        problem = f" {tar!r} holds no VOCdevkit/VOC2012/ImageSets/Segmentation."
-    elif download and dl_manager is not None:
-        offline = validation.unreachable_reason(VOC_URL)
-        try:
-            if offline:
-                raise ConnectionError(offline)
-            found = _voc2012_dir(os.fspath(dl_manager.download_and_extract(VOC_URL)))
-        except Exception as e:  # offline, proxy, server down...
-            problem = f" Downloading {VOC_URL} failed ({type(e).__name__}: {e})."
-        if found:
-            return found
     raise ValueError(
         f"Pascal VOC 2012 was not found under {manual_dir!r}.{problem} Put the extracted "
         f"{os.path.join(manual_dir, 'VOCdevkit', 'VOC2012')!r} (with JPEGImages/, "
