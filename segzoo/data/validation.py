@@ -13,6 +13,26 @@ import numpy as np
 IGNORE_LABEL = 255
 
 
+def _open_image(path, noun, action, expected, read):
+    """`read(img)` on the PIL image of `path`; ValueError naming the file if it fails.
+
+    `noun` names the file in the missing-file message ("Image file"), `action` in
+    the undecodable-file one ("decode image"), `expected` says what should be there.
+    """
+    from PIL import Image
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"{noun} {path!r} does not exist.")
+    try:
+        with Image.open(path) as img:
+            return read(img)
+    except Exception as e:  # PIL raises many types for corrupt files
+        raise ValueError(
+            f"Cannot {action} {path!r} ({type(e).__name__}: {e}); expected {expected}."
+        ) from e
+
+
 def read_image(path) -> np.ndarray:
     """Decode an image file to uint8 RGB `[H, W, 3]`.
 
@@ -21,20 +41,12 @@ def read_image(path) -> np.ndarray:
     Raises:
         ValueError: the file is missing or cannot be decoded.
     """
-    from PIL import Image
 
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ValueError(f"Image file {path!r} does not exist.")
-    try:
-        with Image.open(path) as img:
-            img.load()
-            rgb = img.convert("RGB")
-    except Exception as e:  # PIL raises many types for corrupt files
-        raise ValueError(
-            f"Cannot decode image {path!r} ({type(e).__name__}: {e}); expected a readable "
-            "JPEG or PNG file."
-        ) from e
+    def read(img):
+        img.load()
+        return img.convert("RGB")
+
+    rgb = _open_image(path, "Image file", "decode image", "a readable JPEG or PNG file", read)
     return np.asarray(rgb, dtype=np.uint8)
 
 
@@ -44,19 +56,9 @@ def image_size(path) -> tuple[int, int]:
     Raises:
         ValueError: the file is missing or not an image.
     """
-    from PIL import Image
-
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ValueError(f"Image file {path!r} does not exist.")
-    try:
-        with Image.open(path) as img:
-            width, height = img.size
-    except Exception as e:
-        raise ValueError(
-            f"Cannot read image header of {path!r} ({type(e).__name__}: {e}); expected a "
-            "JPEG or PNG file."
-        ) from e
+    width, height = _open_image(
+        path, "Image file", "read image header of", "a JPEG or PNG file", lambda img: img.size
+    )
     return height, width
 
 
@@ -72,21 +74,19 @@ def read_label_png(path) -> np.ndarray:
         ValueError: missing file, undecodable file, or a mode other than P / L
             (or an "I" / "I;16" PNG with values > 255).
     """
-    from PIL import Image
+
+    def read(img):
+        img.load()
+        return img.mode, np.asarray(img)
 
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ValueError(f"Label file {path!r} does not exist.")
-    try:
-        with Image.open(path) as img:
-            img.load()
-            mode = img.mode
-            array = np.asarray(img)
-    except Exception as e:
-        raise ValueError(
-            f"Cannot decode label file {path!r} ({type(e).__name__}: {e}); expected a "
-            "palette or grayscale PNG of class ids."
-        ) from e
+    mode, array = _open_image(
+        path,
+        "Label file",
+        "decode label file",
+        "a palette or grayscale PNG of class ids",
+        read,
+    )
     if mode in ("P", "L"):
         return array.astype(np.uint8)
     if mode in ("I", "I;16", "I;16B", "I;16L") and array.size and array.max() <= 255:
