@@ -46,8 +46,27 @@ class _RoILayer(keras.layers.Layer):
         return config
 
 
+class _ScaledRoILayer(_RoILayer):
+    """A `_RoILayer` over one feature map at `spatial_scale`: `_op(features, boxes,
+    box_indices, output_size, spatial_scale)` is the `segzoo.blocks.roi` op it wraps."""
+
+    _op = None
+
+    def __init__(self, output_size, spatial_scale=1.0, **kwargs):
+        super().__init__(output_size, **kwargs)
+        self.spatial_scale = float(spatial_scale)
+
+    def call(self, features, boxes, box_indices):
+        return self._op(features, boxes, box_indices, self.output_size, self.spatial_scale)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(spatial_scale=self.spatial_scale)
+        return config
+
+
 @keras.saving.register_keras_serializable(package="segzoo")
-class RoIAlign(_RoILayer):
+class RoIAlign(_ScaledRoILayer):
     """`segzoo.blocks.roi_align` as a layer (torchvision / detectron2 RoIAlign on NHWC).
 
     Args:
@@ -59,8 +78,7 @@ class RoIAlign(_RoILayer):
 
     def __init__(self, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=True,
                  **kwargs):
-        super().__init__(output_size, **kwargs)
-        self.spatial_scale = float(spatial_scale)
+        super().__init__(output_size, spatial_scale, **kwargs)
         self.sampling_ratio = int(sampling_ratio)
         self.aligned = bool(aligned)
 
@@ -70,13 +88,12 @@ class RoIAlign(_RoILayer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(spatial_scale=self.spatial_scale, sampling_ratio=self.sampling_ratio,
-                      aligned=self.aligned)
+        config.update(sampling_ratio=self.sampling_ratio, aligned=self.aligned)
         return config
 
 
 @keras.saving.register_keras_serializable(package="segzoo")
-class RoIPool(_RoILayer):
+class RoIPool(_ScaledRoILayer):
     """`segzoo.blocks.roi_pool` as a layer (torchvision RoIPool: quantised box, max per bin).
 
     Args:
@@ -84,21 +101,11 @@ class RoIPool(_RoILayer):
         spatial_scale: feature pixels per input pixel (1 / stride).
     """
 
-    def __init__(self, output_size, spatial_scale=1.0, **kwargs):
-        super().__init__(output_size, **kwargs)
-        self.spatial_scale = float(spatial_scale)
-
-    def call(self, features, boxes, box_indices):
-        return roi.roi_pool(features, boxes, box_indices, self.output_size, self.spatial_scale)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(spatial_scale=self.spatial_scale)
-        return config
+    _op = staticmethod(roi.roi_pool)
 
 
 @keras.saving.register_keras_serializable(package="segzoo")
-class RoIWarp(_RoILayer):
+class RoIWarp(_ScaledRoILayer):
     """`segzoo.blocks.roi_warp` as a layer (quantise, bilinear warp to 2x, 2x2 max-pool).
 
     Args:
@@ -106,17 +113,7 @@ class RoIWarp(_RoILayer):
         spatial_scale: feature pixels per input pixel (1 / stride).
     """
 
-    def __init__(self, output_size, spatial_scale=1.0, **kwargs):
-        super().__init__(output_size, **kwargs)
-        self.spatial_scale = float(spatial_scale)
-
-    def call(self, features, boxes, box_indices):
-        return roi.roi_warp(features, boxes, box_indices, self.output_size, self.spatial_scale)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(spatial_scale=self.spatial_scale)
-        return config
+    _op = staticmethod(roi.roi_warp)
 
 
 @keras.saving.register_keras_serializable(package="segzoo")
