@@ -10,6 +10,8 @@ checkpoint (`monitor`).
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import tensorflow as tf
 
@@ -91,18 +93,30 @@ class SemanticTask:
         plus `num_images`.
         """
         cm = ConfusionMatrix(len(model.class_names))
-        count = 0
-        for element in elements:
-            if max_images is not None and count >= max_images:
-                break
+
+        def add(element):
             labels = predict_labels(model, np.asarray(element["image"]))
             cm.update(np.asarray(element["mask"]), labels)
-            count += 1
-        if count == 0:
-            raise ValueError("evaluation got no images (empty split?)")
-        metrics = cm.metrics()
-        metrics["num_images"] = count
-        return metrics
+
+        return evaluate_elements(elements, add, cm.metrics, max_images=max_images)
+
+
+def evaluate_elements(elements, add, compute, *, max_images: int | None = None) -> dict:
+    """The evaluation loop of every task: `add(element)` for each of the first `max_images`
+    elements (all when None), then `compute()` (a metrics dict) plus `num_images`.
+
+    Raises:
+        ValueError: `elements` is empty.
+    """
+    count = 0
+    for element in itertools.islice(elements, max_images):
+        add(element)
+        count += 1
+    if count == 0:
+        raise ValueError("evaluation got no images (empty split?)")
+    metrics = compute()
+    metrics["num_images"] = count
+    return metrics
 
 
 _PREDICT_FNS: dict[int, tf.types.experimental.GenericFunction] = {}
