@@ -42,26 +42,10 @@ def evaluate_semantic(model, info, elements, max_images=None) -> dict:
 
 def evaluate_instance(model, info, elements, max_images=None):
     """COCO AP of an instance model; returns (metrics dict, evaluator)."""
-    from segzoo.evaluation.instance import InstanceEvaluator
+    from segzoo.training.instance_task import evaluate_instances
 
-    evaluator = InstanceEvaluator(category_ids=info.category_ids, class_names=list(info.class_names))
-    count = 0
-    for element in elements:
-        if max_images is not None and count >= max_images:
-            break
-        image = np.asarray(element["image"], np.float32)[None]
-        out = model(image, training=False)
-        n = int(np.asarray(out["num_detections"])[0])
-        detections = {key: np.asarray(out[key])[0][:n] for key in ("boxes", "scores", "classes", "masks")}
-        gt = {key: np.asarray(element[key]) for key in ("boxes", "classes", "masks", "is_crowd")
-              if key in element}
-        evaluator.add(int(np.asarray(element["image_id"])), gt, detections)
-        count += 1
-    if count == 0:
-        raise ValueError("evaluation got no images (empty split?)")
-    metrics = evaluator.compute()
-    metrics["num_images"] = count
-    return metrics, evaluator
+    return evaluate_instances(model, elements, info, max_images=max_images,
+                              class_names=list(info.class_names))
 
 
 def run(args) -> int:

@@ -21,6 +21,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from segzoo.training.tasks import evaluate_elements
+
 
 class InstanceTask:
     """Task object for Mask R-CNN-style models (see module docstring).
@@ -103,24 +105,30 @@ class InstanceTask:
 
         Returns `InstanceEvaluator.compute()` (box_ap, mask_ap, mask_ap50, ...) plus `num_images`.
         """
-        from segzoo.evaluation.instance import InstanceEvaluator
+        return evaluate_instances(model, elements, info, max_images=max_images)[0]
 
-        category_ids = getattr(info, "category_ids", None) or getattr(model, "category_ids", None)
-        evaluator = InstanceEvaluator(category_ids=category_ids)
-        count = 0
-        for element in elements:
-            if max_images is not None and count >= max_images:
-                break
-            detections = predict_instances(model, np.asarray(element["image"]))
-            gt = {key: np.asarray(element[key]) for key in ("boxes", "classes", "masks", "is_crowd")
-                  if key in element}
-            evaluator.add(int(np.asarray(element["image_id"])), gt, detections)
-            count += 1
-        if count == 0:
-            raise ValueError("evaluation got no images (empty split?)")
-        metrics = evaluator.compute()
-        metrics["num_images"] = count
-        return metrics
+
+def evaluate_instances(model, elements, info=None, *, max_images=None, class_names=None):
+    """COCO AP of an instance model over raw elements, each image at its original size.
+
+    Category ids are `info.category_ids`, else the model's; `class_names` (K names of
+    classes 1..K, optional) label the evaluator's per-class table.
+
+    Returns:
+        (`InstanceEvaluator.compute()` plus `num_images`, the evaluator).
+    """
+    from segzoo.evaluation.instance import InstanceEvaluator
+
+    category_ids = getattr(info, "category_ids", None) or getattr(model, "category_ids", None)
+    evaluator = InstanceEvaluator(category_ids=category_ids, class_names=class_names)
+
+    def add(element):
+        detections = predict_instances(model, np.asarray(element["image"]))
+        gt = {key: np.asarray(element[key]) for key in ("boxes", "classes", "masks", "is_crowd")
+              if key in element}
+        evaluator.add(int(np.asarray(element["image_id"])), gt, detections)
+
+    return evaluate_elements(elements, add, evaluator.compute, max_images=max_images), evaluator
 
 
 _PREDICT_FNS: dict = {}
