@@ -24,6 +24,14 @@ def default_class_names(num_classes: int) -> list[str]:
     return [f"class_{i}" for i in range(int(num_classes))]
 
 
+def positive_int(name: str, value) -> int:
+    """`value` as an int; `ValueError` naming the argument `name` unless it is an integer >= 1
+    (bools are rejected; an integral float such as 3.0 is accepted)."""
+    if isinstance(value, bool) or int(value) != value or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
 def resolve_class_names(class_names, num_classes: int) -> list[str]:
     """Validates `class_names` against `num_classes` (None -> defaults)."""
     if class_names is None:

@@ -29,7 +29,7 @@ import keras
 from segzoo.blocks.crop import CropToReference
 from segzoo.blocks.upsample import MODES, Upsample2D
 from segzoo.models.backbones.vgg import CaffeVGGPreprocess, load_vgg16_weights, vgg16_features
-from segzoo.models.base import resolve_class_names
+from segzoo.models.base import positive_int, resolve_class_names
 from segzoo.registry import register_model
 
 SKIPS = ("pool4", "pool3")
@@ -96,9 +96,7 @@ class FCN(keras.Model):
             raise ValueError(f"skips must be (), ('pool4',) or ('pool4', 'pool3'), got {skips!r}")
         if upsampling not in MODES:
             raise ValueError(f"upsampling must be one of {MODES}, got {upsampling!r}")
-        if isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
-        num_classes = int(num_classes)
+        num_classes = positive_int("num_classes", num_classes)
         class_names = resolve_class_names(class_names, num_classes)
 
         def upsample(x, factor, name):

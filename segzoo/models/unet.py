@@ -24,7 +24,7 @@ from __future__ import annotations
 import keras
 
 from segzoo.blocks.crop import CropToReference
-from segzoo.models.base import resolve_class_names
+from segzoo.models.base import positive_int, resolve_class_names
 from segzoo.registry import register_model
 
 DEPTH = 4  # number of 2x2 poolings: H, W are padded to a multiple of 2 ** DEPTH
@@ -93,12 +93,9 @@ class UNet(keras.Model):
                  input_channels=3, batch_norm=False, **kwargs):
         if padding not in ("same", "valid"):
             raise ValueError(f"padding must be 'same' or 'valid', got {padding!r}")
-        for arg, value in (("num_classes", num_classes), ("base_filters", base_filters),
-                           ("input_channels", input_channels)):
-            if isinstance(value, bool) or int(value) != value or value < 1:
-                raise ValueError(f"{arg} must be a positive integer, got {value!r}")
-        num_classes, base_filters = int(num_classes), int(base_filters)
-        input_channels = int(input_channels)
+        num_classes = positive_int("num_classes", num_classes)
+        base_filters = positive_int("base_filters", base_filters)
+        input_channels = positive_int("input_channels", input_channels)
         class_names = resolve_class_names(class_names, num_classes)
 
         def conv_block(x, filters, name):
