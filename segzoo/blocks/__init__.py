@@ -1,5 +1,6 @@
 """Shared building blocks: Keras layers and pure tensor ops."""
 
+from segzoo.blocks.crop import CropToReference  # noqa: E402,F401
 from segzoo.blocks.fpn import FeaturePyramid, nearest_resize  # noqa: E402,F401
 from segzoo.blocks.pyramid import (  # noqa: E402,F401
     GaussianPyramid,
@@ -8,8 +9,6 @@ from segzoo.blocks.pyramid import (  # noqa: E402,F401
     laplacian_pyramid,
     reconstruct_laplacian,
 )
-from segzoo.blocks.upsample import BilinearInitializer, Upsample2D, bilinear_kernel  # noqa: E402,F401
-from segzoo.blocks.crop import CropToReference  # noqa: E402,F401
 from segzoo.blocks.roi import (  # noqa: E402,F401
     assign_fpn_levels,
     multilevel_roi_align,
@@ -19,3 +18,4 @@ from segzoo.blocks.roi import (  # noqa: E402,F401
     roi_warp,
 )
 from segzoo.blocks.roi_layers import MultiLevelRoIAlign, RoIAlign, RoIPool, RoIWarp  # noqa: E402,F401
+from segzoo.blocks.upsample import BilinearInitializer, Upsample2D, bilinear_kernel  # noqa: E402,F401
