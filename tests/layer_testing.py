@@ -32,7 +32,7 @@ def _assert_nested_close(a, b, atol, rtol):
             _assert_nested_close(a[key], b[key], atol, rtol)
     elif isinstance(a, (list, tuple)):
         assert len(a) == len(b)
-        for x, y in zip(a, b):
+        for x, y in zip(a, b, strict=True):
             _assert_nested_close(x, y, atol, rtol)
     else:
         np.testing.assert_allclose(_to_numpy(a), _to_numpy(b), atol=atol, rtol=rtol)
