@@ -46,24 +46,16 @@ def find_sbd(manual_dir, dl_manager=None, download=False):
     Raises:
         ValueError: SBD is not under `manual_dir` and cannot be downloaded.
     """
-    manual_dir = os.fspath(manual_dir)
-    found, problem = validation.find_or_fetch(
+    return validation.find_or_fetch(
         manual_dir,
         _dataset_dir,
         SBD_ARCHIVE,
         SBD_URL,
-        "benchmark_RELEASE/dataset",
+        name="SBD (for split 'train_aug')",
+        layout=("benchmark_RELEASE", "dataset"),
+        contents="cls/, img/, train.txt, val.txt",
         dl_manager=dl_manager,
         download=download,
-    )
-    if found:
-        return found
-    archive = os.path.join(manual_dir, SBD_ARCHIVE)
-    raise ValueError(
-        f"The SBD annotations for split 'train_aug' were not found under {manual_dir!r}.{problem} "
-        f"Put the extracted {os.path.join(manual_dir, 'benchmark_RELEASE', 'dataset')!r} "
-        f"(with cls/, img/, train.txt, val.txt) or the archive {archive!r} there "
-        f"(from {SBD_URL})."
     )
 
 

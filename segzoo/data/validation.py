@@ -153,7 +153,9 @@ def unreachable_reason(url, timeout=5.0) -> str | None:
         return f"{parsed.hostname}:{port} is unreachable ({type(e).__name__}: {e}); offline?"
 
 
-def find_or_fetch(manual_dir, locate, archive, url, inside, dl_manager=None, download=False):
+def find_or_fetch(
+    manual_dir, locate, archive, url, *, name, layout, contents, dl_manager=None, download=False
+):
     """Find a dataset directory under `manual_dir`, in its archive, or by downloading it.
 
     Tried in order: `locate(manual_dir)`; `locate` on `manual_dir/archive`
@@ -162,24 +164,25 @@ def find_or_fetch(manual_dir, locate, archive, url, inside, dl_manager=None, dow
     returns the directory found below `root`, or None.
 
     Args:
-        inside: what the archive should hold, for the message when it does not.
+        name: the dataset, for the message ("Pascal VOC 2012").
+        layout: the directory's path parts below `manual_dir` (("VOCdevkit", "VOC2012")).
+        contents: what that directory holds, for the message ("JPEGImages/, ...").
 
-    Returns:
-        `(directory, "")` when found, else `(None, problem)` where `problem` is
-        empty or a sentence (with a leading space) saying why the archive or the
-        download did not give the directory; the caller raises with it.
+    Raises:
+        ValueError: not found; says why the archive or the download did not give the
+            directory, and what to put where.
     """
     manual_dir = os.fspath(manual_dir)
     found = locate(manual_dir)
     if found:
-        return found, ""
+        return found
     archive = os.path.join(manual_dir, archive)
     problem = ""
     if os.path.isfile(archive) and dl_manager is not None:
         found = locate(os.fspath(dl_manager.extract(archive)))
         if found:
-            return found, ""
-        problem = f" {archive!r} holds no {inside}."
+            return found
+        problem = f" {archive!r} holds no {'/'.join(layout)} with {contents}."
     elif download and dl_manager is not None:
         offline = unreachable_reason(url)
         try:
@@ -189,5 +192,9 @@ def find_or_fetch(manual_dir, locate, archive, url, inside, dl_manager=None, dow
         except Exception as e:  # offline, proxy, server down...
             problem = f" Downloading {url} failed ({type(e).__name__}: {e})."
         if found:
-            return found, ""
-    return None, problem
+            return found
+    raise ValueError(
+        f"{name} was not found under {manual_dir!r}.{problem} Put the extracted "
+        f"{os.path.join(manual_dir, *layout)!r} (with {contents}) or the archive {archive!r} "
+        f"there (from {url}); with download=True it is fetched when online."
+    )

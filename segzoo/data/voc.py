@@ -68,24 +68,16 @@ def find_voc_root(manual_dir, dl_manager=None, download=False):
     Raises:
         ValueError: VOC is not there and cannot be downloaded (says what to put where).
     """
-    manual_dir = os.fspath(manual_dir)
-    found, problem = validation.find_or_fetch(
+    return validation.find_or_fetch(
         manual_dir,
         _voc2012_dir,
         VOC_TAR,
         VOC_URL,
-        "VOCdevkit/VOC2012/ImageSets/Segmentation",
+        name="Pascal VOC 2012",
+        layout=("VOCdevkit", "VOC2012"),
+        contents="JPEGImages/, SegmentationClass/, ImageSets/Segmentation/",
         dl_manager=dl_manager,
         download=download,
-    )
-    if found:
-        return found
-    tar = os.path.join(manual_dir, VOC_TAR)
-    raise ValueError(
-        f"Pascal VOC 2012 was not found under {manual_dir!r}.{problem} Put the extracted "
-        f"{os.path.join(manual_dir, 'VOCdevkit', 'VOC2012')!r} (with JPEGImages/, "
-        f"SegmentationClass/, ImageSets/Segmentation/) or the archive {tar!r} there "
-        f"(from {VOC_URL}); with download=True it is fetched when online."
     )
 
 
