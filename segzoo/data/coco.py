@@ -39,8 +39,11 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from segzoo.data import validation
+from segzoo.data import elements, validation
 from segzoo.data.registry import DatasetInfo, check_split, register_dataset
+
+# read_record's outputs, in its order: the instance element plus COCO's crowd flags.
+COCO_ELEMENT = {**elements.INSTANCE, "is_crowd": tf.TensorSpec([None], tf.bool)}
 
 
 def _require_dir(data_dir):
@@ -250,22 +253,8 @@ def load_coco(split, data_dir=None, **_):
         return read_record(records[int(index)])
 
     def to_element(index, image_id):
-        image, boxes, classes, masks, crowd = tf.numpy_function(
-            read, [index], (tf.uint8, tf.float32, tf.int32, tf.uint8, tf.bool), stateful=False
-        )
-        image.set_shape([None, None, 3])
-        boxes.set_shape([None, 4])
-        classes.set_shape([None])
-        masks.set_shape([None, None, None])
-        crowd.set_shape([None])
-        return {
-            "image": image,
-            "boxes": boxes,
-            "classes": classes,
-            "masks": masks,
-            "is_crowd": crowd,
-            "image_id": image_id,
-        }
+        element = elements.numpy_element(read, index, COCO_ELEMENT)
+        return {**element, "image_id": image_id}
 
     indices = np.arange(len(records), dtype=np.int64)
     image_ids = np.asarray([r["id"] for r in records], np.int64)

@@ -31,7 +31,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from segzoo.data import validation
+from segzoo.data import elements, validation
 from segzoo.data.registry import IGNORE_LABEL, DatasetInfo, register_dataset
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -189,10 +189,7 @@ def load_folder(split, data_dir=None, *, num_classes=None, validate=False, **_):
         return _read_element(image_path, mask_path, k)
 
     def to_element(index, name):
-        image, mask = tf.numpy_function(read, [index], (tf.uint8, tf.uint8), stateful=False)
-        image.set_shape([None, None, 3])
-        mask.set_shape([None, None])
-        return {"image": image, "mask": mask, "image_id": name}
+        return {**elements.numpy_element(read, index, elements.SEMANTIC), "image_id": name}
 
     names = [p[0] for p in pairs]
     ds = tf.data.Dataset.from_tensor_slices((np.arange(len(pairs), dtype=np.int64), names))

@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
+from segzoo.data import elements
 from segzoo.data.registry import DatasetInfo, check_split, register_dataset
 
 CLASS_NAMES = ("background", "circle", "rectangle", "triangle")
@@ -201,30 +202,15 @@ def load_shapes(
         return result
 
     def semantic(index):
-        image, mask = tf.numpy_function(generate, [index], (tf.uint8, tf.uint8), stateful=False)
-        image.set_shape([None, None, 3])
-        mask.set_shape([None, None])
         image_id = tf.strings.join(
             [f"shapes_{split}_", tf.strings.as_string(index, width=5, fill="0")]
         )
-        return {"image": image, "mask": mask, "image_id": image_id}
+        return {**elements.numpy_element(generate, index, elements.SEMANTIC), "image_id": image_id}
 
     def instance(index):
-        image, boxes, classes, masks = tf.numpy_function(
-            generate, [index], (tf.uint8, tf.float32, tf.int32, tf.uint8), stateful=False
-        )
-        image.set_shape([None, None, 3])
-        boxes.set_shape([None, 4])
-        classes.set_shape([None])
-        masks.set_shape([None, None, None])
-        return {
-            "image": image,
-            "boxes": boxes,
-            "classes": classes,
-            "masks": masks,
-            "is_crowd": tf.zeros_like(classes, dtype=tf.bool),
-            "image_id": index,
-        }
+        element = elements.numpy_element(generate, index, elements.INSTANCE)
+        is_crowd = tf.zeros_like(element["classes"], dtype=tf.bool)
+        return {**element, "is_crowd": is_crowd, "image_id": index}
 
     ds = tf.data.Dataset.range(num_images)
     fn = semantic if task == "semantic" else instance
