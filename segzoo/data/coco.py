@@ -252,14 +252,8 @@ def load_coco(split, data_dir=None, **_):
     def read(index):
         return read_record(records[int(index)])
 
-    def to_element(index, image_id):
-        element = elements.numpy_element(read, index, COCO_ELEMENT)
-        return {**element, "image_id": image_id}
-
-    indices = np.arange(len(records), dtype=np.int64)
     image_ids = np.asarray([r["id"] for r in records], np.int64)
-    ds = tf.data.Dataset.from_tensor_slices((indices, image_ids))
-    return ds.map(to_element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return elements.numpy_dataset(read, image_ids, COCO_ELEMENT)
 
 
 register_dataset(

@@ -8,6 +8,7 @@ outputs their dtypes and known dimensions (the element format of
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 # image uint8 [H, W, 3], mask uint8 [H, W] (class ids, 255 = ignore).
@@ -32,3 +33,15 @@ def numpy_element(fn, index, spec) -> dict:
     for value, s in zip(values, specs, strict=True):
         value.set_shape(s.shape)
     return dict(zip(spec, values, strict=True))
+
+
+def numpy_dataset(read, image_ids, spec) -> tf.data.Dataset:
+    """The dataset of `{**numpy_element(read, i, spec), "image_id": image_ids[i]}` for
+    i = 0, 1, ... in order (parallel, deterministic map); `read(i)` gets an int64 index."""
+    indices = np.arange(len(image_ids), dtype=np.int64)
+    ds = tf.data.Dataset.from_tensor_slices((indices, image_ids))
+
+    def to_element(index, image_id):
+        return {**numpy_element(read, index, spec), "image_id": image_id}
+
+    return ds.map(to_element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

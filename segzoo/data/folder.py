@@ -29,7 +29,6 @@ import functools
 import os
 
 import numpy as np
-import tensorflow as tf
 
 from segzoo.data import elements, validation
 from segzoo.data.registry import IGNORE_LABEL, DatasetInfo, register_dataset
@@ -188,12 +187,7 @@ def load_folder(split, data_dir=None, *, num_classes=None, validate=False, **_):
         _, image_path, mask_path = pairs[int(index)]
         return _read_element(image_path, mask_path, k)
 
-    def to_element(index, name):
-        return {**elements.numpy_element(read, index, elements.SEMANTIC), "image_id": name}
-
-    names = [p[0] for p in pairs]
-    ds = tf.data.Dataset.from_tensor_slices((np.arange(len(pairs), dtype=np.int64), names))
-    return ds.map(to_element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return elements.numpy_dataset(read, [p[0] for p in pairs], elements.SEMANTIC)
 
 
 register_dataset(
