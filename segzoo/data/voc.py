@@ -32,12 +32,12 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from segzoo.data import sbd, validation
 from segzoo.data.registry import DatasetInfo, check_split, register_dataset
+from segzoo.visualize import voc_palette  # noqa: F401  (segzoo.data.voc.voc_palette: the devkit colour map)
 
 VOC_CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
@@ -241,20 +241,6 @@ def load_voc(split, data_dir=None, *, download=True, **_):
 def voc_info(data_dir=None, **_):
     """`DatasetInfo` of VOC 2012 segmentation: 21 classes, background first."""
     return DatasetInfo("semantic", len(VOC_CLASSES), VOC_CLASSES, splits=SPLITS)
-
-
-def voc_palette() -> np.ndarray:
-    """The VOC colour map, uint8 [256, 3] (index -> RGB), as in the devkit's labelcolormap."""
-    palette = np.zeros((256, 3), np.uint8)
-    for index in range(256):
-        c, r, g, b = index, 0, 0, 0
-        for shift in range(7, -1, -1):
-            r |= ((c >> 0) & 1) << shift
-            g |= ((c >> 1) & 1) << shift
-            b |= ((c >> 2) & 1) << shift
-            c >>= 3
-        palette[index] = (r, g, b)
-    return palette
 
 
 register_dataset(
