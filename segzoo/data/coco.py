@@ -47,12 +47,9 @@ COCO_ELEMENT = {**elements.INSTANCE, "is_crowd": tf.TensorSpec([None], tf.bool)}
 
 
 def _require_dir(data_dir):
-    if data_dir is None:
-        raise ValueError(
-            "The 'coco' dataset needs data_dir (--data-dir): a directory holding "
-            "annotations/instances_{split}.json and {split}/ image folders."
-        )
-    data_dir = os.path.abspath(os.fspath(data_dir))
+    data_dir = validation.require_data_dir(
+        "coco", data_dir, "annotations/instances_{split}.json and {split}/ image folders"
+    )
     if not os.path.isdir(os.path.join(data_dir, "annotations")):
         raise ValueError(
             f"coco: {os.path.join(data_dir, 'annotations')!r} is not a directory; expected "

@@ -37,15 +37,9 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 
 def _require_dir(data_dir):
-    if data_dir is None:
-        raise ValueError(
-            "The 'folder' dataset needs data_dir (--data-dir): a directory holding "
-            "{split}/images/NAME.jpg|png and {split}/masks/NAME.png."
-        )
-    data_dir = os.path.abspath(os.fspath(data_dir))
-    if not os.path.isdir(data_dir):
-        raise ValueError(f"folder: data_dir {data_dir!r} is not a directory.")
-    return data_dir
+    return validation.require_data_dir(
+        "folder", data_dir, "{split}/images/NAME.jpg|png and {split}/masks/NAME.png"
+    )
 
 
 def folder_splits(data_dir) -> tuple[str, ...]:

@@ -153,6 +153,19 @@ def unreachable_reason(url, timeout=5.0) -> str | None:
         return f"{parsed.hostname}:{port} is unreachable ({type(e).__name__}: {e}); offline?"
 
 
+def require_data_dir(dataset, data_dir, layout) -> str:
+    """`data_dir` as an absolute path; `ValueError` when it is None (the `dataset` needs
+    `--data-dir`, holding `layout`) or not a directory."""
+    if data_dir is None:
+        raise ValueError(
+            f"The {dataset!r} dataset needs data_dir (--data-dir): a directory holding {layout}."
+        )
+    data_dir = os.path.abspath(os.fspath(data_dir))
+    if not os.path.isdir(data_dir):
+        raise ValueError(f"{dataset}: data_dir {data_dir!r} is not a directory.")
+    return data_dir
+
+
 def find_or_fetch(
     manual_dir, locate, archive, url, *, name, layout, contents, dl_manager=None, download=False
 ):
