@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import keras
 import tensorflow as tf
+from tensorflow.python.framework import ops as tf_ops
+from tensorflow.python.ops import control_flow_util
 
 from segzoo.models.base import resolve_class_names
 from segzoo.models.mask_rcnn import losses, postprocess, targets
@@ -46,6 +48,25 @@ CLASS_DEPENDENT_LAYERS = ("cls_score", "bbox_pred", "mask_fcn_logits")
 _COMPONENTS = ("backbone_model", "fpn", "anchor_generator", "rpn_head", "proposal_generator",
                "rpn_matcher", "rpn_sampler", "box_roi_pooler", "box_head", "box_predictor",
                "box_matcher", "box_sampler", "mask_roi_pooler", "mask_head", "mask_predictor")
+
+
+def _in_xla_context():
+    """True while tracing for XLA (`jit_compile=True`), where shapes must stay static."""
+    return control_flow_util.GraphOrParentsInXlaContext(tf_ops.get_default_graph())
+
+
+def _used_slots(flags):
+    """Leading slots worth computing for `[B, S]` flags packed to the front.
+
+    S (static) under XLA; otherwise the largest count of set flags over the
+    batch (at least 1): the slots after it are empty in every image, so the
+    heads skip them (exactly the same losses / outputs, less work).
+    """
+    total = flags.shape[1]
+    if _in_xla_context() and total is not None:
+        return total
+    count = tf.reduce_max(tf.reduce_sum(tf.cast(flags, tf.int32), axis=1))
+    return tf.maximum(count, 1)
 
 
 def _deserialize(value):
@@ -359,15 +380,20 @@ class MaskRCNN(keras.Model):
             logits, deltas, proposals, valid, (new_h, new_w), self.box_coder,
             score_threshold=self.box_score_threshold, nms_threshold=self.box_nms_threshold,
             detections_per_image=self.max_detections, num_candidates=self.box_num_candidates)
-        mask_logits = self._mask_branch(features, detections["boxes"])
-        probabilities = self._mask_probabilities(mask_logits, detections["classes"])
+        # Valid detections come first: the mask head and the paste-back run on the slots
+        # valid in some image (all of them under XLA); the other slots' masks are zeros.
+        used = _used_slots(detections["valid"])
+        valid = detections["valid"][:, :used]
+        mask_logits = self._mask_branch(features, detections["boxes"][:, :used])
+        probabilities = self._mask_probabilities(mask_logits, detections["classes"][:, :used])
         # Back to input pixels (per-axis ratios, as torchvision).
         ratio_x = tf.cast(new_w, tf.float32) / w_f
         ratio_y = tf.cast(new_h, tf.float32) / h_f
         boxes = detections["boxes"] / tf.stack([ratio_x, ratio_y, ratio_x, ratio_y])
         boxes = tf.where(detections["valid"][..., None], boxes, 0.0)
-        pasted = postprocess.paste_masks(probabilities, boxes, height, width)
-        masks = tf.logical_and(pasted > self.mask_threshold, detections["valid"][:, :, None, None])
+        pasted = postprocess.paste_masks(probabilities, boxes[:, :used], height, width)
+        masks = tf.logical_and(pasted > self.mask_threshold, valid[:, :, None, None])
+        masks = tf.pad(masks, [[0, 0], [0, self.max_detections - tf.shape(masks)[1]], [0, 0], [0, 0]])
         return {
             "boxes": boxes,
             "scores": detections["scores"],
@@ -407,7 +433,10 @@ class MaskRCNN(keras.Model):
                                   self.box_sampler, self.box_coder, seed=self.seed_generator)
         class_logits, box_deltas = self._box_branch(features, roi["rois"])
 
-        slots = self.box_sampler.num_positive_slots
+        # Positives come first (all within the sampler's positive slots): the mask head
+        # runs on the slots that hold a positive in some image, as torchvision runs it
+        # on the positives only (all positive slots under XLA, static shapes).
+        slots = _used_slots(roi["positive"][:, :self.box_sampler.num_positive_slots])
         positive_rois = roi["rois"][:, :slots]
         positive = roi["positive"][:, :slots]
         mask_logits = self._mask_branch(features, positive_rois)
