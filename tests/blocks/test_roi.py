@@ -276,6 +276,36 @@ def test_roi_align_gradient_matches_adjoint():
         np.testing.assert_allclose(tf.convert_to_tensor(got).numpy(), want, atol=1e-5)
 
 
+def test_roi_align_gradient_single_pass_equals_chunked(monkeypatch):
+    # A tape inside the traced function gathers all boxes in one pass; a tape
+    # outside it sees the chunked loop. Same values, same gradient.
+    monkeypatch.setattr(roi_sampling, "_CHUNK_BYTES", 2 * 2 * 16 * 4 * 3 * 4)  # 4 boxes a chunk
+    rng = np.random.default_rng(16)
+    features = tf.constant(rng.standard_normal((2, 9, 11, 3)).astype(F32))
+    boxes = rng.uniform(-1, 10, (13, 4)).astype(F32)
+    boxes[:, 2:] = boxes[:, :2] + rng.uniform(0.5, 6, (13, 2)).astype(F32)
+    idx = (np.arange(13) % 2).astype(np.int32)
+    upstream = tf.constant(rng.standard_normal((13, 2, 2, 3)).astype(F32))
+
+    @tf.function
+    def inside(f):
+        with tf.GradientTape() as tape:
+            tape.watch(f)
+            out = roi_align(f * 1.0, boxes, idx, 2, 0.5, 2)
+            loss = tf.reduce_sum(out * upstream)
+        return out, tape.gradient(loss, f)
+
+    f = tf.identity(features)
+    with tf.GradientTape() as tape:
+        tape.watch(f)
+        out = roi_align(f, boxes, idx, 2, 0.5, 2)
+        loss = tf.reduce_sum(out * upstream)
+    want = tf.convert_to_tensor(tape.gradient(loss, f)).numpy()
+    got_out, got = inside(features)
+    np.testing.assert_allclose(got_out.numpy(), out.numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(tf.convert_to_tensor(got).numpy(), want, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("bad", [0, (2, 0), (2, 2, 2), "7", 2.5])
 def test_roi_align_rejects_bad_output_size(bad):
     with pytest.raises(ValueError, match="output_size"):
