@@ -11,8 +11,8 @@ ablation, `roi_pooler=`):
 - "pool": RoIPool (quantised box, max per bin; `segzoo.blocks.roi_pool`);
 - "warp": RoIWarp (`segzoo.blocks.roi_warp`).
 
-For "pool" and "warp" every level is computed for every RoI and the RoI's own
-level selected (simple and static; these are ablations, not the default).
+All three go through `segzoo.blocks.multilevel_roi_pooling`: one pass, each RoI
+pooled only on its own level.
 """
 
 from __future__ import annotations
@@ -62,22 +62,10 @@ class MultiLevelRoIPooler:
         batch, count = tf.shape(boxes)[0], tf.shape(boxes)[1]
         flat = tf.reshape(tf.cast(boxes, tf.float32), [-1, 4])
         indices = tf.repeat(tf.range(batch, dtype=tf.int32), count)
-        if self.mode == "align":
-            return roi_ops.multilevel_roi_align(
-                features, flat, indices, self.output_size, min_level=self.min_level,
-                sampling_ratio=self.sampling_ratio, aligned=self.aligned,
-                canonical_size=self.canonical_size, canonical_level=self.canonical_level)
-        op = roi_ops.roi_pool if self.mode == "pool" else roi_ops.roi_warp
-        max_level = self.min_level + len(features) - 1
-        levels = roi_ops.assign_fpn_levels(flat, self.min_level, max_level, self.canonical_size,
-                                           self.canonical_level)
-        output = None
-        for i, feature in enumerate(features):
-            level = self.min_level + i
-            pooled = op(feature, flat, indices, self.output_size, spatial_scale=1.0 / 2**level)
-            chosen = tf.equal(levels, level)[:, None, None, None]
-            output = tf.where(chosen, pooled, tf.zeros_like(pooled) if output is None else output)
-        return output
+        return roi_ops.multilevel_roi_pooling(
+            features, flat, indices, self.output_size, method=self.mode,
+            min_level=self.min_level, sampling_ratio=self.sampling_ratio, aligned=self.aligned,
+            canonical_size=self.canonical_size, canonical_level=self.canonical_level)
 
     def get_config(self):
         return {
