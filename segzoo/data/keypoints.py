@@ -57,17 +57,17 @@ def flip_indices(names) -> list[int]:
         list of K ints: flipped keypoint k takes the (mirrored) position of
         keypoint `indices[k]`, i.e. `flipped = keypoints[..., indices, :]`.
         A name with a `left` / `right` word maps to the name with the other
-        word; names without one (and, with a warning, names whose partner is
-        missing) map to themselves. COCO person: [0, 2, 1, 4, 3, 6, 5, ...].
+        word (ignoring case); names without one (and, with a warning, names
+        whose partner is missing) map to themselves. COCO person: [0, 2, 1, 4, 3, 6, 5, ...].
     """
     names = [str(n) for n in names]
-    index = {n: i for i, n in enumerate(names)}
+    index = {n.lower(): i for i, n in enumerate(names)}  # names match ignoring case
     if len(index) != len(names):
         raise ValueError(f"keypoint names must be distinct, got {names}")
     indices, unpaired = [], []
     for i, name in enumerate(names):
-        partner = _mirror_name(name)
-        if partner != name and partner not in index:
+        partner = _mirror_name(name).lower()
+        if partner != name.lower() and partner not in index:
             unpaired.append(name)
         indices.append(index.get(partner, i))
     if unpaired:
