@@ -75,3 +75,51 @@ def make_coco_keypoints(root, split="val2017", seed=0, with_instances=True):
         with open(os.path.join(root, "annotations", f"instances_{split}.json"), "w") as f:
             json.dump(plain, f)
     return data
+
+
+def write_shapes_coco(root, splits=(("train", 32), ("val", 8)), image_size=96):
+    """The built-in shapes (with keypoints) written as a COCO-layout tree, as COCO tools write it:
+    DIR/{split}/NAME.png, DIR/annotations/instances_{split}.json and person_keypoints_{split}.json
+    (every category with the 4 extreme-point names and the 1-based skeleton), RLE masks."""
+    from pycocotools import mask as mask_utils
+
+    import segzoo.data
+    from segzoo.data import shapes
+
+    categories = [
+        {"id": k + 1, "name": name, "supercategory": "shape",
+         "keypoints": list(shapes.KEYPOINT_NAMES),
+         "skeleton": [[a + 1, b + 1] for a, b in shapes.SKELETON]}
+        for k, name in enumerate(shapes.CLASS_NAMES[1:])
+    ]  # fmt: skip
+    os.makedirs(os.path.join(root, "annotations"), exist_ok=True)
+    for split, count in splits:
+        ds = segzoo.data.load("shapes", split, task="instance", keypoints=True,
+                              num_images=count, image_size=image_size)
+        os.makedirs(os.path.join(root, split), exist_ok=True)
+        images, annotations = [], []
+        for element in ds.as_numpy_iterator():
+            image_id = int(element["image_id"]) + 1
+            name = f"{image_id:06d}.png"
+            Image.fromarray(element["image"]).save(os.path.join(root, split, name))
+            height, width = element["image"].shape[:2]
+            images.append({"id": image_id, "file_name": name, "height": height, "width": width})
+            for box, cls, mask, points in zip(element["boxes"], element["classes"],
+                                              element["masks"], element["keypoints"],
+                                              strict=True):
+                rle = mask_utils.encode(np.asfortranarray(mask))
+                rle["counts"] = rle["counts"].decode()
+                x1, y1, x2, y2 = (float(v) for v in box)
+                annotations.append({
+                    "id": len(annotations) + 1, "image_id": image_id, "category_id": int(cls),
+                    "iscrowd": 0, "bbox": [x1, y1, x2 - x1, y2 - y1], "area": int(mask.sum()),
+                    "segmentation": rle, "keypoints": points.reshape(-1).tolist(),
+                    "num_keypoints": int((points[:, 2] > 0).sum())})  # fmt: skip
+        data = {"images": images, "annotations": annotations, "categories": categories}
+        with open(os.path.join(root, "annotations", f"person_keypoints_{split}.json"), "w") as f:
+            json.dump(data, f)
+        plain = {**data, "categories": [{k: v for k, v in c.items()
+                                         if k not in ("keypoints", "skeleton")}
+                                        for c in categories]}  # fmt: skip
+        with open(os.path.join(root, "annotations", f"instances_{split}.json"), "w") as f:
+            json.dump(plain, f)

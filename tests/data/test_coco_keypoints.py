@@ -75,3 +75,18 @@ def test_coco_keypoints_missing_file_is_a_clear_error(tmp_path):
     (tmp_path / "annotations" / "person_keypoints_val2017.json").unlink()
     with pytest.raises(ValueError, match=r"person_keypoints_\{split\}\.json"):
         get_info("coco", tmp_path, keypoints=True)
+
+
+def test_shapes_written_as_coco_read_back_equal(tmp_path):
+    from tests.data.keypoint_fakes import write_shapes_coco
+
+    write_shapes_coco(tmp_path, splits=(("val", 6),), image_size=48)
+    info = get_info("coco", tmp_path, keypoints=True)
+    assert info.keypoint_names == ("top", "left", "right", "bottom")
+    assert info.skeleton == ((0, 1), (1, 3), (3, 2), (2, 0))
+    back = list(load("coco", "val", tmp_path, keypoints=True).as_numpy_iterator())
+    original = list(load("shapes", "val", task="instance", keypoints=True, num_images=6,
+                         image_size=48).as_numpy_iterator())
+    for a, b in zip(back, original, strict=True):
+        for key in ("image", "boxes", "classes", "masks", "keypoints"):
+            np.testing.assert_array_equal(a[key], b[key])
