@@ -4,7 +4,8 @@ Semantic checkpoints: FCN's pixel accuracy, mean accuracy, mean IoU and
 frequency-weighted IoU from one confusion matrix, each image segmented at its
 original resolution (batch 1, no resize), 255 ignored; a per-class IoU table
 with the checkpoint's class names. Instance checkpoints: COCO box / mask AP
-through `segzoo.evaluation.instance.InstanceEvaluator` (pycocotools).
+through `segzoo.evaluation.instance.InstanceEvaluator` (pycocotools), plus
+keypoint AP for keypoint models (their data is loaded with `keypoints=True`).
 `--json` prints one JSON object with the DESIGN.md keys.
 """
 
@@ -56,6 +57,8 @@ def run(args) -> int:
     model = load_checkpoint(args.checkpoint)
     task = "instance" if model.task == "instance" else "semantic"
     load_kwargs = {"task": task} if args.data == "shapes" else {}
+    if getattr(model, "has_keypoints", False):  # keypoint AP needs the keypoint annotations
+        load_kwargs["keypoints"] = True
     info = segzoo.data.get_info(args.data, data_dir=args.data_dir, **load_kwargs)
     if info.task != model.task:
         raise ValueError(

@@ -8,6 +8,10 @@ Per input image NAME.EXT:
   higher-scoring detection wins); `NAME.json`, `{"detections": [{"box":
   [x1, y1, x2, y2], "class_id": the dataset's id (model.category_ids),
   "class_name", "score"}, ...]}` sorted by score; `NAME_overlay.png`.
+  MS R-CNN detections add "mask_score" (box score x predicted MaskIoU);
+  keypoint models add "keypoints": [[x, y, score], ...] (K entries, input
+  pixels) and the overlay draws the keypoints and the model's skeleton. A
+  model without masks (keypoint_rcnn) writes no `NAME.png`.
 """
 
 from __future__ import annotations
@@ -62,29 +66,36 @@ def predict_instance(model, image, name, out_dir, score_threshold=0.5):
 
     out = model(image[None].astype(np.float32), training=False)
     n = int(np.asarray(out["num_detections"])[0])
-    boxes = np.asarray(out["boxes"])[0][:n]
-    scores = np.asarray(out["scores"])[0][:n]
-    classes = np.asarray(out["classes"])[0][:n]
-    masks = np.asarray(out["masks"])[0][:n]
+    found = {key: np.asarray(value)[0][:n] for key, value in out.items() if key != "num_detections"}
+    scores = found["scores"]
     keep = np.argsort(-scores, kind="stable")
     keep = keep[scores[keep] >= score_threshold]
-    boxes, scores, classes, masks = boxes[keep], scores[keep], classes[keep], masks[keep]
+    found = {key: value[keep] for key, value in found.items()}
+    boxes, scores, classes = found["boxes"], found["scores"], found["classes"]
+    masks, keypoints = found.get("masks"), found.get("keypoints")
     category_ids = list(getattr(model, "category_ids", None) or range(1, len(model.class_names)))
-    detections = [
-        {
+    detections = []
+    for i in range(len(keep)):
+        detection = {
             "box": [float(v) for v in boxes[i]],
             "class_id": int(category_ids[int(classes[i]) - 1]),
             "class_name": model.class_names[int(classes[i])],
             "score": float(scores[i]),
         }
-        for i in range(len(keep))
-    ]
+        if "mask_scores" in found:
+            detection["mask_score"] = float(found["mask_scores"][i])
+        if keypoints is not None:
+            detection["keypoints"] = [[float(v) for v in point] for point in keypoints[i]]
+        detections.append(detection)
     with open(os.path.join(out_dir, f"{name}.json"), "w") as f:
         json.dump({"detections": detections}, f, indent=2)
-    ids = instance_id_map(masks, scores, image.shape[:2])
-    Image.fromarray(ids.astype(np.uint8) if ids.max() < 256 else ids).save(
-        os.path.join(out_dir, f"{name}.png"))
-    overlay = instance_overlay(image, boxes, masks, classes, scores, model.class_names)
+    if masks is not None:
+        ids = instance_id_map(masks, scores, image.shape[:2])
+        Image.fromarray(ids.astype(np.uint8) if ids.max() < 256 else ids).save(
+            os.path.join(out_dir, f"{name}.png"))
+    overlay = instance_overlay(image, boxes, masks, classes, scores, model.class_names,
+                               keypoints=keypoints,
+                               skeleton=getattr(model, "keypoint_skeleton", None) or ())
     Image.fromarray(overlay).save(os.path.join(out_dir, f"{name}_overlay.png"))
     return detections
 
@@ -99,8 +110,9 @@ def run(args) -> int:
         name = os.path.splitext(os.path.basename(path))[0]
         if model.task == "instance":
             detections = predict_instance(model, image, name, args.out, args.score_threshold)
+            first = f"{name}.png, {name}.json" if getattr(model, "has_masks", True) else f"{name}.json"
             print(f"{path}: {len(detections)} detections -> "
-                  f"{os.path.join(args.out, name)}.png, {name}.json, {name}_overlay.png")
+                  f"{os.path.join(args.out, first)}, {name}_overlay.png")
         else:
             labels = predict_semantic(model, image, name, args.out)
             present = [model.class_names[c] for c in np.unique(labels)]

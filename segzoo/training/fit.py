@@ -74,6 +74,11 @@ def resolve_recipe(config):
         recipe = get_recipe(recipe)
     if _get(config, "data") and data != recipe.data:
         recipe = dataclasses.replace(recipe, data=data)
+    model_args = _model_args(config, spec)
+    if spec.task == "instance" and wants_keypoints(model_name, {**recipe.model_args,
+                                                                **(model_args or {})}):
+        # Keypoint models read keypoint data (coco: person_keypoints_*.json).
+        recipe = apply_overrides(recipe, data_args={"keypoints": True})
     return apply_overrides(
         recipe,
         train_split=_get(config, "train_split"),
@@ -85,7 +90,7 @@ def resolve_recipe(config):
         learning_rate=_get(config, "learning_rate"),
         optimizer=_get(config, "optimizer"),
         init_from=_get(config, "init_from"),
-        model_args=_model_args(config, spec),
+        model_args=model_args,
     ), spec
 
 
@@ -103,8 +108,14 @@ def _model_args(config, spec) -> dict | None:
     return kwargs or None
 
 
+def wants_keypoints(model_name: str, model_args: dict | None) -> bool:
+    """Whether the model trains on keypoints: `keypoint_rcnn`, or `keypoints=True` (mask_rcnn)."""
+    return bool((model_args or {}).get("keypoints", model_name == "keypoint_rcnn"))
+
+
 def build_model(model_name: str, info, model_args: dict):
-    """`segzoo.get_model` with the dataset's classes (names, and ids for instance models)."""
+    """`segzoo.get_model` with the dataset's classes (names, and ids for instance models)
+    and, for keypoint data, its keypoints (K, names, skeleton)."""
     import segzoo
 
     kwargs = dict(model_args)
@@ -115,6 +126,10 @@ def build_model(model_name: str, info, model_args: dict):
         kwargs.setdefault("class_names", ["background", *info.class_names])
         if info.category_ids is not None:
             kwargs.setdefault("category_ids", list(info.category_ids))
+        if info.keypoint_names is not None and wants_keypoints(model_name, model_args):
+            kwargs.setdefault("num_keypoints", len(info.keypoint_names))
+            kwargs.setdefault("keypoint_names", list(info.keypoint_names))
+            kwargs.setdefault("keypoint_skeleton", [list(p) for p in info.skeleton])
     return segzoo.get_model(model_name, **kwargs)
 
 

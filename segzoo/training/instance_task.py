@@ -8,6 +8,12 @@ with class-0 rows, images without instances kept as negatives), compiles with
 the optimizer only (the model computes and reports its losses itself) and
 evaluates with COCO box / mask AP (`segzoo.evaluation.instance`).
 
+Keypoint models (`model.has_keypoints`) load their data with `keypoints=True`,
+train on targets with "keypoints" [B, M, K, 3] (flips swap left/right
+keypoints, `segzoo.data.keypoints.flip_indices`), and add COCO keypoint AP to
+the evaluation; a model without masks (keypoint_rcnn) skips mask AP and picks
+its best checkpoint by val keypoint AP.
+
 `image_size` should equal the model's `min_size`: inference resizes the short
 side to `min_size`, so training at another scale mismatches object sizes
 (a warning says so).
@@ -34,11 +40,12 @@ class InstanceTask:
         data_args: extra keyword arguments for `segzoo.data.load`.
     """
 
-    monitor = "val_mask_ap"
     monitor_mode = "max"
 
     def __init__(self, model, *, val_max_images=None, max_instances=100, shuffle_buffer=256, data_args=None):
         self.model = model
+        has_masks = getattr(model, "has_masks", True)
+        self.monitor = "val_mask_ap" if has_masks else "val_keypoint_ap"
         self.val_max_images = val_max_images
         self.max_instances = int(max_instances)
         self.shuffle_buffer = int(shuffle_buffer)
@@ -50,7 +57,14 @@ class InstanceTask:
         kwargs = dict(self.data_args)
         if data_name == "shapes":
             kwargs.setdefault("task", "instance")
-        return segzoo.data.load(data_name, split, data_dir=data_dir, **kwargs)
+        if getattr(self.model, "has_keypoints", False):
+            kwargs.setdefault("keypoints", True)
+        ds = segzoo.data.load(data_name, split, data_dir=data_dir, **kwargs)
+        if getattr(self.model, "has_keypoints", False) and "keypoints" not in ds.element_spec:
+            raise ValueError(
+                f"dataset {data_name!r} has no keypoints but the model has a keypoint branch; "
+                "use coco (annotations/person_keypoints_{split}.json) or shapes")
+        return ds
 
     def _check(self, info, data_name, image_size):
         if info is not None and info.task != "instance":
@@ -65,12 +79,17 @@ class InstanceTask:
 
     def _pipeline(self, ds, image_size, batch_size, seed, flip, shuffle):
         from segzoo.data import pipeline
+        from segzoo.data.keypoints import flip_indices
 
         max_size = int(getattr(self.model, "max_size", 1333))
+        order = None
+        if "keypoints" in ds.element_spec:
+            order = flip_indices(getattr(self.model, "keypoint_names", None)
+                                 or [f"keypoint_{i}" for i in range(ds.element_spec["keypoints"].shape[1])])
         return pipeline.instance_train_pipeline(
             ds, int(image_size), int(batch_size), max_size=max_size, max_instances=self.max_instances,
             flip=flip, seed=seed, shuffle_buffer=self.shuffle_buffer if shuffle else 0,
-            drop_remainder=shuffle)
+            drop_remainder=shuffle, keypoint_flip_indices=order)
 
     def train_dataset(self, info, data_name, data_dir, split, image_size, batch_size, seed):
         """(images float32 [B, P, P, 3], targets {"boxes", "classes", "masks"}) batches."""
@@ -120,12 +139,16 @@ def evaluate_instances(model, elements, info=None, *, max_images=None, class_nam
     from segzoo.evaluation.instance import InstanceEvaluator
 
     category_ids = getattr(info, "category_ids", None) or getattr(model, "category_ids", None)
-    evaluator = InstanceEvaluator(category_ids=category_ids, class_names=class_names)
+    iou_types = ("bbox",) + ("segm",) * bool(getattr(model, "has_masks", True))
+    if getattr(model, "has_keypoints", False):
+        iou_types += ("keypoints",)
+    evaluator = InstanceEvaluator(category_ids=category_ids, class_names=class_names,
+                                  iou_types=iou_types)
 
     def add(element):
         detections = predict_instances(model, np.asarray(element["image"]))
-        gt = {key: np.asarray(element[key]) for key in ("boxes", "classes", "masks", "is_crowd")
-              if key in element}
+        gt = {key: np.asarray(element[key])
+              for key in ("boxes", "classes", "masks", "is_crowd", "keypoints") if key in element}
         evaluator.add(int(np.asarray(element["image_id"])), gt, detections)
 
     return evaluate_elements(elements, add, evaluator.compute, max_images=max_images), evaluator
@@ -149,7 +172,7 @@ def predict_instances(model, image) -> dict:
         _PREDICT_FNS[id(model)] = fn
     out = fn(tf.convert_to_tensor(image[None].astype(np.float32)))
     n = int(out["num_detections"][0])
-    return {key: out[key][0].numpy()[:n] for key in ("boxes", "scores", "classes", "masks")}
+    return {key: value[0].numpy()[:n] for key, value in out.items() if key != "num_detections"}
 
 
 class MaskAPCallback(keras.callbacks.Callback):
@@ -161,7 +184,8 @@ class MaskAPCallback(keras.callbacks.Callback):
         info: the dataset's `DatasetInfo` (category ids).
     """
 
-    KEYS = ("box_ap", "box_ap50", "box_ap75", "mask_ap", "mask_ap50", "mask_ap75")
+    KEYS = ("box_ap", "box_ap50", "box_ap75", "mask_ap", "mask_ap50", "mask_ap75",
+            "keypoint_ap", "keypoint_ap50", "keypoint_ap75")
 
     def __init__(self, task, dataset, info=None):
         super().__init__()
@@ -172,5 +196,6 @@ class MaskAPCallback(keras.callbacks.Callback):
             return
         metrics = self.task.evaluate(self.model, self.dataset.as_numpy_iterator(), self.info)
         for key in self.KEYS:
-            value = metrics.get(key)
-            logs[f"val_{key}"] = float("nan") if value is None else float(value)
+            if key in metrics:  # the model's branches: no mask AP without masks, ...
+                value = metrics[key]
+                logs[f"val_{key}"] = float("nan") if value is None else float(value)
