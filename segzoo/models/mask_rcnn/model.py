@@ -123,7 +123,7 @@ class MaskRCNN(keras.Model):
         return self.roi_heads.detections_per_image
 
     @property
-    def output_names(self) -> tuple:
+    def detection_outputs(self) -> tuple:
         """Keys of the inference dict, in the export's order."""
         names = ("boxes", "scores", "classes") + ("masks",) * self.has_masks
         names += ("mask_scores",) * self.has_mask_scores

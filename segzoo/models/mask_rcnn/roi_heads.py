@@ -33,7 +33,14 @@ import tensorflow as tf
 from tensorflow.python.framework import ops as tf_ops
 from tensorflow.python.ops import control_flow_util
 
-from segzoo.models.mask_rcnn import box_ops, keypoint_ops, losses, maskiou_head, postprocess, targets
+from segzoo.models.mask_rcnn import (
+    box_ops,
+    keypoint_ops,
+    losses,
+    maskiou_head,
+    postprocess,
+    targets,
+)
 from segzoo.models.mask_rcnn.box_coder import BoxCoder
 
 MASK_LOSSES = ("sigmoid", "softmax")

@@ -322,8 +322,8 @@ def test_no_rois_is_not_a_crash():
 
 def test_keypoint_branch_wired_to_mask_rcnn_components_trains():
     """Pooler (14 x 14) -> keypoint head -> 56 x 56 heatmaps; targets of matched GT keypoints; one gradient step."""
-    from segzoo.models.mask_rcnn.box_ops import gather_rows
     from segzoo.blocks import MultiLevelRoIPooler
+    from segzoo.models.mask_rcnn.box_ops import gather_rows
 
     rng = np.random.default_rng(9)
     pyramid = {f"P{i + 2}": tf.constant(rng.normal(size=(2, 64 // 2 ** (i + 2), 64 // 2 ** (i + 2), 8)), tf.float32)

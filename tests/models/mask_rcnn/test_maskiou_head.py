@@ -169,8 +169,8 @@ def test_mask_scores_multiply_class_score_by_predicted_iou():
 
 def test_maskiou_branch_wired_to_mask_rcnn_components_trains():
     """Pooler -> MaskIoU head on positive RoIs, targets from roi_align_masks, one gradient step."""
-    from segzoo.models.mask_rcnn.box_ops import gather_rows
     from segzoo.blocks import MultiLevelRoIPooler
+    from segzoo.models.mask_rcnn.box_ops import gather_rows
     from segzoo.models.mask_rcnn.targets import roi_align_masks
 
     rng = np.random.default_rng(5)
