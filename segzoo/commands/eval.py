@@ -30,7 +30,8 @@ def _jsonable(value):
 
 
 def evaluate_semantic(model, info, elements, max_images=None) -> dict:
-    from segzoo.training.tasks import SemanticTask
+    """FCN metrics of a semantic model (`segzoo.evaluation.loops.evaluate_semantic`)."""
+    from segzoo.evaluation.loops import evaluate_semantic as evaluate
 
     if len(model.class_names) != info.num_classes:
         raise ValueError(
@@ -38,12 +39,12 @@ def evaluate_semantic(model, info, elements, max_images=None) -> dict:
             f"{info.num_classes} ({', '.join(info.class_names)}); evaluate on the dataset it was "
             "trained for"
         )
-    return SemanticTask(model).evaluate(model, elements, info, max_images=max_images)
+    return evaluate(model, elements, max_images=max_images)
 
 
 def evaluate_instance(model, info, elements, max_images=None):
     """COCO AP of an instance model; returns (metrics dict, evaluator)."""
-    from segzoo.training.instance_task import evaluate_instances
+    from segzoo.evaluation.loops import evaluate_instances
 
     return evaluate_instances(model, elements, info, max_images=max_images,
                               class_names=list(info.class_names))
@@ -53,12 +54,12 @@ def run(args) -> int:
     import segzoo.data
     from segzoo.evaluation.semantic import format_table
     from segzoo.models.base import load_checkpoint
+    from segzoo.training.task_data import task_data_args
 
     model = load_checkpoint(args.checkpoint)
-    task = "instance" if model.task == "instance" else "semantic"
-    load_kwargs = {"task": task} if args.data == "shapes" else {}
-    if getattr(model, "has_keypoints", False):  # keypoint AP needs the keypoint annotations
-        load_kwargs["keypoints"] = True
+    task = model.task
+    load_kwargs = task_data_args(args.data, task,
+                                 keypoints=getattr(model, "has_keypoints", False))
     info = segzoo.data.get_info(args.data, data_dir=args.data_dir, **load_kwargs)
     if info.task != model.task:
         raise ValueError(

@@ -50,7 +50,6 @@ IOU_TYPES = {"bbox": "box", "segm": "mask", "keypoints": "keypoint"}
 # COCOeval.stats indices of the values reported, by suffix (keypoints: no small range).
 _STAT_INDEX = {"ap": 0, "ap50": 1, "ap75": 2, "ap_small": 3, "ap_medium": 4, "ap_large": 5}
 _KEYPOINT_STAT_INDEX = {"ap": 0, "ap50": 1, "ap75": 2, "ap_medium": 3, "ap_large": 4}
-_BACKGROUND_NAMES = ("background", "__background__", "_background_", "bg")
 
 
 def encode_masks(masks) -> list[dict]:
@@ -93,9 +92,10 @@ class InstanceEvaluator:
         category_ids: list[int] of length K, the dataset's original category id
             of contiguous classes 1..K (COCO's ids are non-contiguous). None:
             class k is category k.
-        class_names: names of classes 1..K (length K, as `DatasetInfo`), or a
-            model's list with background at index 0 (length K + 1). Only used
-            for labels in `table()` and `per_class_*` results.
+        class_names: names of classes 1..K (length K, as `DatasetInfo` and
+            `model.foreground_class_names`), or with `category_ids` a model's
+            `class_names` (K + 1, background at index 0). Only used for labels
+            in `table()` and `per_class_*` results.
         iou_types: which COCOeval runs: "bbox", "segm" and/or "keypoints".
         keypoint_sigmas: K OKS sigmas; None: `segzoo.evaluation.keypoints`'s
             choice for the K of the first keypoints added.
@@ -125,8 +125,6 @@ class InstanceEvaluator:
         names = [str(n) for n in class_names]
         num = len(self.category_ids) if self.category_ids is not None else None
         if num is not None and len(names) == num + 1:
-            return names[1:]
-        if num is None and names and names[0].lower() in _BACKGROUND_NAMES:
             return names[1:]
         if num is not None and len(names) != num:
             raise ValueError(

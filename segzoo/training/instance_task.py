@@ -3,10 +3,11 @@
 `segzoo.training.tasks.get_task(model)` returns an `InstanceTask` for models
 with `task == "instance"`. It builds the training / validation pipelines
 (`instance_train_pipeline`: short side `image_size`, long side at most the
-model's `max_size`, padded to a fixed multiple-of-32 square, instances padded
-with class-0 rows, images without instances kept as negatives), compiles with
-the optimizer only (the model computes and reports its losses itself) and
-evaluates with COCO box / mask AP (`segzoo.evaluation.instance`).
+model's `training_input_spec.max_size`, padded to a fixed multiple-of-32
+square, instances padded with class-0 rows, images without instances kept as
+negatives), compiles with the optimizer only (the model computes and reports
+its losses itself) and evaluates with COCO box / mask AP
+(`segzoo.evaluation.loops.evaluate_instances`).
 
 Keypoint models (`model.has_keypoints`) load their data with `keypoints=True`,
 train on targets with "keypoints" [B, M, K, 3] (flips swap left/right
@@ -24,10 +25,11 @@ from __future__ import annotations
 import warnings
 
 import keras
-import numpy as np
-import tensorflow as tf
 
-from segzoo.training.tasks import evaluate_elements
+from segzoo.training.task_data import check_dataset_task, load_split
+
+# Long-side cap when a model's input spec gives none (Mask R-CNN's default).
+_DEFAULT_MAX_SIZE = 1333
 
 
 class InstanceTask:
@@ -37,29 +39,25 @@ class InstanceTask:
         model: a segzoo instance model (`MaskRCNN`).
         val_max_images: evaluate on at most this many images (None = all).
         max_instances: instance rows per training image (M).
+        shuffle_buffer: training shuffle buffer (images; 0 = no shuffle).
         data_args: extra keyword arguments for `segzoo.data.load`.
     """
 
     monitor_mode = "max"
 
-    def __init__(self, model, *, val_max_images=None, max_instances=100, shuffle_buffer=256, data_args=None):
+    def __init__(self, model, *, val_max_images=None, max_instances=100, shuffle_buffer=256,
+                 data_args=None):
         self.model = model
-        has_masks = getattr(model, "has_masks", True)
-        self.monitor = "val_mask_ap" if has_masks else "val_keypoint_ap"
+        self.monitor = "val_mask_ap" if getattr(model, "has_masks", True) else "val_keypoint_ap"
         self.val_max_images = val_max_images
         self.max_instances = int(max_instances)
         self.shuffle_buffer = int(shuffle_buffer)
         self.data_args = dict(data_args or {})
+        if getattr(model, "has_keypoints", False):
+            self.data_args.setdefault("keypoints", True)
 
-    def _load(self, data_name, data_dir, split):
-        import segzoo.data
-
-        kwargs = dict(self.data_args)
-        if data_name == "shapes":
-            kwargs.setdefault("task", "instance")
-        if getattr(self.model, "has_keypoints", False):
-            kwargs.setdefault("keypoints", True)
-        ds = segzoo.data.load(data_name, split, data_dir=data_dir, **kwargs)
+    def _load(self, data_name, data_dir, split, max_images=None):
+        ds = load_split(data_name, split, data_dir, "instance", self.data_args, max_images)
         if getattr(self.model, "has_keypoints", False) and "keypoints" not in ds.element_spec:
             raise ValueError(
                 f"dataset {data_name!r} has no keypoints but the model has a keypoint branch; "
@@ -67,11 +65,8 @@ class InstanceTask:
         return ds
 
     def _check(self, info, data_name, image_size):
-        if info is not None and info.task != "instance":
-            raise ValueError(
-                f"dataset {data_name!r} is a {info.task} dataset but the model is an instance model; "
-                "use an instance dataset (shapes, voc_instance, coco)")
-        min_size = getattr(self.model, "min_size", None)
+        check_dataset_task(info, "instance", data_name)
+        min_size = self.model.training_input_spec.min_size
         if min_size is not None and int(image_size) != int(min_size):
             warnings.warn(
                 f"training at image_size={image_size} but the model resizes to min_size={min_size} at "
@@ -81,15 +76,17 @@ class InstanceTask:
         from segzoo.data import pipeline
         from segzoo.data.keypoints import flip_indices
 
-        max_size = int(getattr(self.model, "max_size", 1333))
+        max_size = self.model.training_input_spec.max_size or _DEFAULT_MAX_SIZE
         order = None
         if "keypoints" in ds.element_spec:
+            num_keypoints = ds.element_spec["keypoints"].shape[1]
             order = flip_indices(getattr(self.model, "keypoint_names", None)
-                                 or [f"keypoint_{i}" for i in range(ds.element_spec["keypoints"].shape[1])])
+                                 or [f"keypoint_{i}" for i in range(num_keypoints)])
         return pipeline.instance_train_pipeline(
-            ds, int(image_size), int(batch_size), max_size=max_size, max_instances=self.max_instances,
-            flip=flip, seed=seed, shuffle_buffer=self.shuffle_buffer if shuffle else 0,
-            drop_remainder=shuffle, keypoint_flip_indices=order)
+            ds, int(image_size), int(batch_size), max_size=int(max_size),
+            max_instances=self.max_instances, flip=flip, seed=seed,
+            shuffle_buffer=self.shuffle_buffer if shuffle else 0, drop_remainder=shuffle,
+            keypoint_flip_indices=order)
 
     def train_dataset(self, info, data_name, data_dir, split, image_size, batch_size, seed):
         """(images float32 [B, P, P, 3], targets {"boxes", "classes", "masks"}) batches."""
@@ -100,9 +97,7 @@ class InstanceTask:
     def val_dataset(self, info, data_name, data_dir, split, image_size, batch_size, seed):
         """Validation batches in the training format (for the validation losses)."""
         self._check(info, data_name, image_size)
-        ds = self._load(data_name, data_dir, split)
-        if self.val_max_images:
-            ds = ds.take(int(self.val_max_images))
+        ds = self._load(data_name, data_dir, split, self.val_max_images)
         return self._pipeline(ds, image_size, batch_size, seed, flip=False, shuffle=False)
 
     def compile_kwargs(self) -> dict:
@@ -114,9 +109,7 @@ class InstanceTask:
         The fit loop must put these before the checkpoint callback that monitors
         `self.monitor`.
         """
-        ds = self._load(data_name, data_dir, split)
-        if self.val_max_images:
-            ds = ds.take(int(self.val_max_images))
+        ds = self._load(data_name, data_dir, split, self.val_max_images)
         return [MaskAPCallback(self, ds, info)]
 
     def evaluate(self, model, elements, info=None, *, max_images=None) -> dict:
@@ -124,55 +117,9 @@ class InstanceTask:
 
         Returns `InstanceEvaluator.compute()` (box_ap, mask_ap, mask_ap50, ...) plus `num_images`.
         """
+        from segzoo.evaluation.loops import evaluate_instances
+
         return evaluate_instances(model, elements, info, max_images=max_images)[0]
-
-
-def evaluate_instances(model, elements, info=None, *, max_images=None, class_names=None):
-    """COCO AP of an instance model over raw elements, each image at its original size.
-
-    Category ids are `info.category_ids`, else the model's; `class_names` (K names of
-    classes 1..K, optional) label the evaluator's per-class table.
-
-    Returns:
-        (`InstanceEvaluator.compute()` plus `num_images`, the evaluator).
-    """
-    from segzoo.evaluation.instance import InstanceEvaluator
-
-    category_ids = getattr(info, "category_ids", None) or getattr(model, "category_ids", None)
-    iou_types = ("bbox",) + ("segm",) * bool(getattr(model, "has_masks", True))
-    if getattr(model, "has_keypoints", False):
-        iou_types += ("keypoints",)
-    evaluator = InstanceEvaluator(category_ids=category_ids, class_names=class_names,
-                                  iou_types=iou_types)
-
-    def add(element):
-        detections = predict_instances(model, np.asarray(element["image"]))
-        gt = {key: np.asarray(element[key])
-              for key in ("boxes", "classes", "masks", "is_crowd", "keypoints") if key in element}
-        evaluator.add(int(np.asarray(element["image_id"])), gt, detections)
-
-    return evaluate_elements(elements, add, evaluator.compute, max_images=max_images), evaluator
-
-
-_PREDICT_FNS: dict = {}
-
-
-def predict_instances(model, image) -> dict:
-    """Detections of one image uint8/float [H, W, 3], truncated to num_detections (numpy)."""
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[-1] != 3:
-        raise ValueError(f"expected an RGB image [H, W, 3], got shape {image.shape}")
-    fn = _PREDICT_FNS.get(id(model))
-    if fn is None:
-        @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
-        def fn(images):
-            return model(images, training=False)
-
-        _PREDICT_FNS.clear()
-        _PREDICT_FNS[id(model)] = fn
-    out = fn(tf.convert_to_tensor(image[None].astype(np.float32)))
-    n = int(out["num_detections"][0])
-    return {key: value[0].numpy()[:n] for key, value in out.items() if key != "num_detections"}
 
 
 class MaskAPCallback(keras.callbacks.Callback):

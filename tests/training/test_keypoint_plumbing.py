@@ -8,8 +8,9 @@ import pytest
 import segzoo
 import segzoo.data
 from segzoo.commands.predict import predict_instance
-from segzoo.training.fit import build_model, resolve_recipe
-from segzoo.training.instance_task import InstanceTask, evaluate_instances
+from segzoo.evaluation.loops import evaluate_instances
+from segzoo.training.instance_task import InstanceTask
+from segzoo.training.setup import build_model, resolve_recipe
 from tests.export.keypoint_models import NAMES, TinyKeypointDetector
 
 TINY = dict(backbone="resnet18", min_size=64, max_size=64, fpn_channels=32, representation_size=64,
@@ -20,7 +21,7 @@ TINY = dict(backbone="resnet18", min_size=64, max_size=64, fpn_channels=32, repr
 def test_recipes_and_model_get_the_keypoint_data():
     recipe, _ = resolve_recipe({"model": "keypoint_rcnn"})
     assert recipe.name == "shapes_keypoint_rcnn" and recipe.data_args["keypoints"] is True
-    recipe, _ = resolve_recipe({"model": "mask_rcnn", "model_arg": [("keypoints", "True")]})
+    recipe, _ = resolve_recipe({"model": "mask_rcnn", "model_args": {"keypoints": True}})
     assert recipe.name == "shapes_mask_rcnn" and recipe.data_args["keypoints"] is True
     recipe, _ = resolve_recipe({"model": "keypoint_rcnn", "data": "coco"})
     assert recipe.data == "coco" and recipe.data_args == {"keypoints": True}

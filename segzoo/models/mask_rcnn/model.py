@@ -32,7 +32,7 @@ import keras
 import tensorflow as tf
 
 from segzoo.blocks.roi_layers import level_of_name
-from segzoo.models.base import resolve_class_names
+from segzoo.models.base import InputSpec, SegmentationModel, resolve_class_names, traced
 from segzoo.models.mask_rcnn import postprocess
 from segzoo.models.mask_rcnn.keypoint_names import resolve_keypoint_metadata
 
@@ -46,7 +46,7 @@ def _deserialize(value):
 
 
 @keras.saving.register_keras_serializable(package="segzoo")
-class MaskRCNN(keras.Model):
+class MaskRCNN(SegmentationModel, keras.Model):
     """Two-stage detector: backbone -> FPN -> RPN -> RoI heads, with an input/output transform.
 
     Args:
@@ -101,7 +101,6 @@ class MaskRCNN(keras.Model):
         self.supports_jit = not self.has_keypoints
         self.loss_names = RPN_LOSSES + self.roi_heads.loss_names
         self.seed_generator = keras.random.SeedGenerator(seed, name="sampler_seed")
-        self._inference_fn = None
         self.loss_trackers = {name: keras.metrics.Mean(name=name) for name in ("loss", *self.loss_names)}
         self._build_layers()
 
@@ -117,6 +116,10 @@ class MaskRCNN(keras.Model):
     @property
     def max_size(self) -> int:
         return self.transform.max_size
+
+    @property
+    def training_input_spec(self) -> InputSpec:
+        return InputSpec(min_size=self.min_size, max_size=self.max_size)
 
     @property
     def max_detections(self) -> int:
@@ -160,10 +163,8 @@ class MaskRCNN(keras.Model):
         """
         images = tf.cast(images, tf.float32)
         if tf.executing_eagerly():
-            if self._inference_fn is None:
-                self._inference_fn = tf.function(
-                    self._inference, input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
-            return self._inference_fn(images)
+            return traced(self, "inference", self._inference,
+                          input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])(images)
         return self._inference(images)
 
     def _inference(self, images):
