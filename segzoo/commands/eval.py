@@ -59,7 +59,7 @@ def run(args) -> int:
     model = load_checkpoint(args.checkpoint)
     task = model.task
     load_kwargs = task_data_args(args.data, task,
-                                 keypoints=getattr(model, "has_keypoints", False))
+                                 keypoints=model.has_keypoints)
     info = segzoo.data.get_info(args.data, data_dir=args.data_dir, **load_kwargs)
     if info.task != model.task:
         raise ValueError(

@@ -95,7 +95,7 @@ def predict_instance(model, image, name, out_dir, score_threshold=0.5):
             os.path.join(out_dir, f"{name}.png"))
     overlay = instance_overlay(image, boxes, masks, classes, scores, model.class_names,
                                keypoints=keypoints,
-                               skeleton=getattr(model, "keypoint_skeleton", None) or ())
+                               skeleton=model.keypoint_skeleton or ())
     Image.fromarray(overlay).save(os.path.join(out_dir, f"{name}_overlay.png"))
     return detections
 
@@ -110,7 +110,7 @@ def run(args) -> int:
         name = os.path.splitext(os.path.basename(path))[0]
         if model.task == "instance":
             detections = predict_instance(model, image, name, args.out, args.score_threshold)
-            first = f"{name}.png, {name}.json" if getattr(model, "has_masks", True) else f"{name}.json"
+            first = f"{name}.png, {name}.json" if model.has_masks else f"{name}.json"
             print(f"{path}: {len(detections)} detections -> "
                   f"{os.path.join(args.out, first)}, {name}_overlay.png")
         else:

@@ -67,8 +67,8 @@ def evaluate_instances(model, elements, info=None, *, max_images=None, class_nam
 
     category_ids = info.category_ids if info is not None and info.category_ids else None
     # The model's branches: box AP always, mask AP with masks, keypoint AP with keypoints.
-    iou_types = ("bbox",) + ("segm",) * bool(getattr(model, "has_masks", True))
-    iou_types += ("keypoints",) * bool(getattr(model, "has_keypoints", False))
+    iou_types = ("bbox",) + ("segm",) * bool(model.has_masks)
+    iou_types += ("keypoints",) * bool(model.has_keypoints)
     evaluator = InstanceEvaluator(
         category_ids=category_ids or model.category_ids,
         class_names=class_names if class_names is not None else model.foreground_class_names,

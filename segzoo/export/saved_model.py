@@ -52,7 +52,7 @@ def _metadata(module: ServingModule, model) -> dict:
     from segzoo import __version__
 
     keypoints = {}
-    if getattr(model, "has_keypoints", False):
+    if model.has_keypoints:
         keypoints = {"keypoint_names": [str(n) for n in model.keypoint_names],
                      "keypoint_skeleton": [[int(a), int(b)] for a, b in model.keypoint_skeleton]}
     return {

@@ -48,9 +48,9 @@ BRANCH_OUTPUTS = ("mask_scores", "keypoints", "keypoint_scores")
 def instance_output_names(model) -> tuple:
     """The instance outputs `model` serves: INSTANCE_OUTPUTS, without "masks" for a model
     without a mask branch, plus the BRANCH_OUTPUTS of its branches."""
-    names = ("boxes", "scores", "classes") + ("masks",) * bool(getattr(model, "has_masks", True))
-    names += ("mask_scores",) * bool(getattr(model, "has_mask_scores", False))
-    names += ("keypoints", "keypoint_scores") * bool(getattr(model, "has_keypoints", False))
+    names = ("boxes", "scores", "classes") + ("masks",) * bool(model.has_masks)
+    names += ("mask_scores",) * bool(model.has_mask_scores)
+    names += ("keypoints", "keypoint_scores") * bool(model.has_keypoints)
     return names + ("num_detections",)
 # Value the bytes signature pads each output with, beyond an image's own size.
 _PAD_VALUES = {"labels": -1}
@@ -180,7 +180,7 @@ class ServingModule(tf.Module):
         if self.task == "semantic":
             return {"labels": tf.TensorSpec([None, None, None], tf.int32),
                     "probabilities": tf.TensorSpec([None, None, None, k], tf.float32)}
-        num_keypoints = getattr(self.model, "num_keypoints", None)
+        num_keypoints = self.model.num_keypoints
         return {"boxes": tf.TensorSpec([None, None, 4], tf.float32),
                 "scores": tf.TensorSpec([None, None], tf.float32),
                 "classes": tf.TensorSpec([None, None], tf.int32),

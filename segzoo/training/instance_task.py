@@ -48,17 +48,17 @@ class InstanceTask:
     def __init__(self, model, *, val_max_images=None, max_instances=100, shuffle_buffer=256,
                  data_args=None):
         self.model = model
-        self.monitor = "val_mask_ap" if getattr(model, "has_masks", True) else "val_keypoint_ap"
+        self.monitor = "val_mask_ap" if model.has_masks else "val_keypoint_ap"
         self.val_max_images = val_max_images
         self.max_instances = int(max_instances)
         self.shuffle_buffer = int(shuffle_buffer)
         self.data_args = dict(data_args or {})
-        if getattr(model, "has_keypoints", False):
+        if model.has_keypoints:
             self.data_args.setdefault("keypoints", True)
 
     def _load(self, data_name, data_dir, split, max_images=None):
         ds = load_split(data_name, split, data_dir, "instance", self.data_args, max_images)
-        if getattr(self.model, "has_keypoints", False) and "keypoints" not in ds.element_spec:
+        if self.model.has_keypoints and "keypoints" not in ds.element_spec:
             raise ValueError(
                 f"dataset {data_name!r} has no keypoints but the model has a keypoint branch; "
                 "use coco (annotations/person_keypoints_{split}.json) or shapes")
@@ -80,7 +80,7 @@ class InstanceTask:
         order = None
         if "keypoints" in ds.element_spec:
             num_keypoints = ds.element_spec["keypoints"].shape[1]
-            order = flip_indices(getattr(self.model, "keypoint_names", None)
+            order = flip_indices(self.model.keypoint_names
                                  or [f"keypoint_{i}" for i in range(num_keypoints)])
         return pipeline.instance_train_pipeline(
             ds, int(image_size), int(batch_size), max_size=int(max_size),
