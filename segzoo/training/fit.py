@@ -35,6 +35,7 @@ from segzoo.training.distribute import get_strategy, keras_multi_worker_fixes, w
 from segzoo.training.optimizers import build_training_optimizer
 from segzoo.training.run_callbacks import build_callbacks
 from segzoo.training.setup import build_model, config_value, resolve_recipe
+from segzoo.training.task_data import task_data_args
 from segzoo.training.tasks import get_task
 
 
@@ -94,7 +95,8 @@ def train(config, *, extra_callbacks=()) -> TrainResult:
     verbose = get("verbose") or ("auto" if sys.stdout.isatty() else 2)
     keras.utils.set_random_seed(seed)
 
-    info = segzoo.data.get_info(recipe.data, data_dir=data_dir, **recipe.data_args)
+    info = segzoo.data.get_info(recipe.data, data_dir=data_dir,
+                                **task_data_args(recipe.data, spec.task, recipe.data_args))
     if info.task != spec.task:
         raise ValueError(
             f"model {model_name!r} is a {spec.task} model but dataset {recipe.data!r} is "
