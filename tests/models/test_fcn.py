@@ -370,10 +370,15 @@ def test_imagenet_include_top_file_initialises_fc6_fc7(tmp_path):
 
 
 def test_caffe_preprocess_equals_keras_vgg16_preprocess_input():
+    from segzoo.models.backbones.preprocessing import CaffeVGGPreprocess, ImageNormalization
+
     x = np.random.default_rng(11).uniform(0, 255, (2, 5, 6, 3)).astype(np.float32)
-    out = check_layer(vgg.CaffeVGGPreprocess, {}, x, expected_output_shape=x.shape)
     expected = keras.applications.vgg16.preprocess_input(x.copy())
+    out = check_layer(ImageNormalization, {"mode": "caffe"}, x, expected_output_shape=x.shape)
     np.testing.assert_allclose(out, expected, atol=1e-4)
+    # The name older FCN checkpoints saved still loads, as the same normalisation.
+    old = check_layer(CaffeVGGPreprocess, {}, x, expected_output_shape=x.shape)
+    np.testing.assert_allclose(old, expected, atol=1e-4)
 
 
 def test_scale_layer():
