@@ -276,6 +276,8 @@ def train(config, *, extra_callbacks=()) -> TrainResult:
             if spec.task == "semantic" and val_ds is not None and _tensorboard_available():
                 images, masks = _preview_batch(val_ds)
                 callbacks.append(cb.PredictionImages(log_dir, images, masks))
+            if val_ds is not None and _tensorboard_available():
+                callbacks.append(_evaluation_plots(recipe, spec, data_dir, info, log_dir, out))
         writer = cb.MetricsWriter(os.path.join(out, "metrics.json"), run_info, best,
                                   nan_guard=nan_guard, time_limit=time_limit, enabled=is_chief)
         callbacks += [writer, *extra_callbacks]
@@ -312,6 +314,23 @@ def _tensorboard_available() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("tensorboard") is not None
+
+
+def _evaluation_plots(recipe, spec, data_dir, info, log_dir, out):
+    """The end-of-training figures (confusion matrix / PR curves) in TensorBoard."""
+    import segzoo.data
+    from segzoo.training.plot_callback import EvaluationPlots
+
+    data_args = dict(recipe.data_args)
+    if recipe.data == "shapes":
+        data_args.setdefault("task", spec.task)
+
+    def load_elements():
+        return segzoo.data.load(recipe.data, recipe.val_split, data_dir=data_dir,
+                                **data_args).as_numpy_iterator()
+
+    return EvaluationPlots(log_dir, load_elements, info, checkpoint=os.path.join(out, "model.keras"),
+                           max_images=min(64, recipe.val_max_images or 64))
 
 
 def _make_task(model, recipe):
