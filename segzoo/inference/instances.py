@@ -71,6 +71,8 @@ class Instances:
         image_size: (H, W) of the image the detections are in.
         boxes: float32 [N, 4]; scores: float32 [N]; classes: int32 [N].
         crops: N tuples (y0, x0, bool [h, w]): mask pixels inside the image.
+        extras: more per-detection arrays with N rows, carried along (e.g.
+            "mask_scores" [N], "keypoints" [N, P, 3] (x, y, score) in image pixels).
     """
 
     image_size: tuple
@@ -78,14 +80,16 @@ class Instances:
     scores: np.ndarray
     classes: np.ndarray
     crops: list
+    extras: dict = dataclasses.field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.scores)
 
     @classmethod
-    def from_masks(cls, boxes, scores, classes, masks, offset=(0, 0), image_size=None):
+    def from_masks(cls, boxes, scores, classes, masks, offset=(0, 0), image_size=None, **extras):
         """From full masks uint8 [N, h, w] of an image (or a tile placed at `offset` = (y, x)
-        in an image of `image_size`); sorted by descending score (stable)."""
+        in an image of `image_size`); sorted by descending score (stable). `extras`: more
+        [N, ...] arrays; "keypoints" (x, y, score) move with the offset too."""
         masks = np.asarray(masks)
         oy, ox = (int(v) for v in offset)
         size = tuple(image_size) if image_size is not None else tuple(masks.shape[1:3])
@@ -94,8 +98,14 @@ class Instances:
         for mask in masks:
             y0, x0, crop = mask_crop(mask)
             crops.append((y0 + oy, x0 + ox, crop))
+        extras = {k: np.asarray(v) for k, v in extras.items()}
+        if "keypoints" in extras:
+            keypoints = extras["keypoints"].astype(np.float32, copy=True)
+            keypoints[..., 0] += ox
+            keypoints[..., 1] += oy
+            extras["keypoints"] = keypoints
         return cls(size, boxes, np.asarray(scores, np.float32).reshape(-1),
-                   np.asarray(classes, np.int32).reshape(-1), crops).sorted()
+                   np.asarray(classes, np.int32).reshape(-1), crops, extras).sorted()
 
     @classmethod
     def concatenate(cls, parts, image_size):
@@ -106,12 +116,14 @@ class Instances:
         return cls(tuple(image_size), np.concatenate([p.boxes for p in parts]),
                    np.concatenate([p.scores for p in parts]),
                    np.concatenate([p.classes for p in parts]),
-                   [c for p in parts for c in p.crops])
+                   [c for p in parts for c in p.crops],
+                   {k: np.concatenate([p.extras[k] for p in parts]) for k in parts[0].extras})
 
     def select(self, indices) -> Instances:
         indices = np.asarray(indices, np.int64).reshape(-1)
         return Instances(self.image_size, self.boxes[indices], self.scores[indices],
-                         self.classes[indices], [self.crops[i] for i in indices])
+                         self.classes[indices], [self.crops[i] for i in indices],
+                         {k: v[indices] for k, v in self.extras.items()})
 
     def sorted(self) -> Instances:
         return self.select(np.argsort(-self.scores, kind="stable"))

@@ -186,11 +186,8 @@ def tiled_instances(detect_fn, image, tile_size: int, overlap: int, *, score_thr
     starts, th, tw = tile_grid(height, width, tile_size, overlap)
     parts, tile_index, cut = [], [], []
     for index, (y, x) in enumerate(starts):
-        out = detect_fn(image[y:y + th, x:x + tw])
-        keep = np.flatnonzero(np.asarray(out["scores"]) >= score_threshold)
-        part = Instances.from_masks(np.asarray(out["boxes"])[keep], np.asarray(out["scores"])[keep],
-                                    np.asarray(out["classes"])[keep], np.asarray(out["masks"])[keep],
-                                    offset=(y, x), image_size=(height, width))
+        part = detections_to_instances(detect_fn(image[y:y + th, x:x + tw]), score_threshold,
+                                       offset=(y, x), image_size=(height, width))
         parts.append(part)
         tile_index += [index] * len(part)
         cut.append(_cut_by_inner_edge(part.boxes, (y, x, th, tw), height, width))
@@ -201,6 +198,18 @@ def tiled_instances(detect_fn, image, tile_size: int, overlap: int, *, score_thr
                             np.concatenate(cut) if cut else np.zeros(0, bool),
                             iou_threshold=iou_threshold, containment=containment)
     return merged.select(keep).sorted()
+
+
+def detections_to_instances(out: dict, score_threshold: float = 0.0, offset=(0, 0),
+                            image_size=None) -> Instances:
+    """`Instances` of a detection dict ({"boxes", "scores", "classes", "masks"} and optional
+    per-detection "mask_scores", "keypoints", "keypoint_scores"), scores >= `score_threshold`."""
+    keep = np.flatnonzero(np.asarray(out["scores"]) >= score_threshold)
+    extras = {k: np.asarray(out[k])[keep] for k in ("mask_scores", "keypoints", "keypoint_scores")
+              if k in out}
+    return Instances.from_masks(np.asarray(out["boxes"])[keep], np.asarray(out["scores"])[keep],
+                                np.asarray(out["classes"])[keep], np.asarray(out["masks"])[keep],
+                                offset=offset, image_size=image_size, **extras)
 
 
 def _cut_by_inner_edge(boxes, tile, height, width, margin=1.0) -> np.ndarray:

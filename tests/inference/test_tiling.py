@@ -214,3 +214,17 @@ def test_tiled_instances_on_one_tile_are_the_untiled_detections():
     np.testing.assert_array_equal(tiled.boxes, whole.boxes)
     np.testing.assert_array_equal(tiled.classes, whole.classes)
     assert tiled.rles() == whole.rles()
+
+
+def test_tile_offsets_move_boxes_masks_and_keypoints():
+    masks = np.zeros((1, 4, 6), np.uint8)
+    masks[0, 1:3, 2:5] = 1
+    keypoints = np.array([[[1.0, 2.0, 0.9], [3.5, 0.5, 0.2]]], np.float32)
+    instances = Instances.from_masks([[2, 1, 5, 3]], [0.8], [1], masks, offset=(10, 20),
+                                     image_size=(30, 40), keypoints=keypoints, mask_scores=[0.7])
+    np.testing.assert_array_equal(instances.boxes, [[22, 11, 25, 13]])
+    np.testing.assert_array_equal(instances.extras["keypoints"][0, :, :2], [[21, 12], [23.5, 10.5]])
+    np.testing.assert_array_equal(instances.extras["keypoints"][0, :, 2], [0.9, 0.2])
+    full = instances.masks()[0]
+    assert full.shape == (30, 40) and full.sum() == 6 and full[11:13, 22:25].all()
+    assert instances.select([]).extras["mask_scores"].shape == (0,)
