@@ -224,7 +224,7 @@ def test_tile_offsets_move_boxes_masks_and_keypoints():
                                      image_size=(30, 40), keypoints=keypoints, mask_scores=[0.7])
     np.testing.assert_array_equal(instances.boxes, [[22, 11, 25, 13]])
     np.testing.assert_array_equal(instances.extras["keypoints"][0, :, :2], [[21, 12], [23.5, 10.5]])
-    np.testing.assert_array_equal(instances.extras["keypoints"][0, :, 2], [0.9, 0.2])
+    np.testing.assert_allclose(instances.extras["keypoints"][0, :, 2], [0.9, 0.2], rtol=1e-6)
     full = instances.masks()[0]
     assert full.shape == (30, 40) and full.sum() == 6 and full[11:13, 22:25].all()
     assert instances.select([]).extras["mask_scores"].shape == (0,)
