@@ -3,7 +3,8 @@
     segzoo list
     segzoo train MODEL [--data NAME] [--data-dir DIR] ... [--out RUN_DIR]
     segzoo eval --checkpoint RUN_DIR/model.keras [--data NAME] [--split val] [--json]
-    segzoo predict --checkpoint CKPT IMAGE... --out DIR
+    segzoo predict --checkpoint CKPT DIR_OR_GLOB... --out DIR [--tile SIZE --overlap PX]
+                   [--tta flip[,scales=...]] [--resume]
     segzoo export --checkpoint CKPT --out PATH [--format saved_model|tflite]
     segzoo demo
 
@@ -28,6 +29,15 @@ def _model_arg(text: str) -> tuple[str, str]:
     if not name.isidentifier():
         raise argparse.ArgumentTypeError(f"--model-arg name {name!r} is not a Python identifier")
     return name, value
+
+
+def _add_inference_options(parser) -> None:
+    parser.add_argument("--tile", type=int, default=None, metavar="SIZE",
+                        help="sliding-window inference in SIZE x SIZE tiles for larger images")
+    parser.add_argument("--overlap", type=int, default=None, metavar="PX",
+                        help="pixels shared by neighbouring tiles (default SIZE // 4)")
+    parser.add_argument("--tta", default=None, metavar="flip[,scales=S,...]",
+                        help="semantic test-time augmentation, e.g. flip or flip,scales=0.75,1,1.25")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,13 +89,22 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch-size", type=int, default=1)
     ev.add_argument("--max-images", type=int, default=None)
     ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.add_argument("--plots", default=None, metavar="DIR",
+                    help="write evaluation figures (confusion matrix, IoU bars / PR curves, AP by size)")
+    _add_inference_options(ev)
 
     pr = sub.add_parser("predict", help="segment images with a checkpoint")
     pr.add_argument("--checkpoint", required=True)
-    pr.add_argument("images", nargs="+", metavar="IMAGE")
+    pr.add_argument("images", nargs="+", metavar="DIR_OR_GLOB",
+                    help="image files, directories of images or glob patterns ('**' recursive)")
     pr.add_argument("--out", required=True, help="output directory")
     pr.add_argument("--score-threshold", type=float, default=0.5,
                     help="instance models: keep detections scoring at least this")
+    pr.add_argument("--batch-size", type=int, default=4,
+                    help="equal-size images (or tiles) per model call")
+    pr.add_argument("--resume", action="store_true",
+                    help="skip images whose outputs are already in --out")
+    _add_inference_options(pr)
 
     ex = sub.add_parser("export", help="export a checkpoint as SavedModel or TFLite")
     ex.add_argument("--checkpoint", required=True)

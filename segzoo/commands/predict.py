@@ -1,4 +1,5 @@
-"""`segzoo predict --checkpoint CKPT IMAGE... --out DIR`.
+"""`segzoo predict --checkpoint CKPT DIR_OR_GLOB... --out DIR [--tile SIZE --overlap PX]
+[--tta flip[,scales=...]] [--resume]` (the folder run: `segzoo.inference.runner`).
 
 Per input image NAME.EXT:
 - semantic: `NAME.png`, class ids (uint8, palette PNG with the VOC colours) at
@@ -7,7 +8,8 @@ Per input image NAME.EXT:
   detection i of NAME.json, 1-based; 0 = none; where masks overlap the
   higher-scoring detection wins); `NAME.json`, `{"detections": [{"box":
   [x1, y1, x2, y2], "class_id": the dataset's id (model.category_ids),
-  "class_name", "score"}, ...]}` sorted by score; `NAME_overlay.png`.
+  "class_name", "score", "mask": {"size": [H, W], "counts": COCO RLE}}, ...]}`
+  sorted by score; `NAME_overlay.png`.
 """
 
 from __future__ import annotations
@@ -89,20 +91,29 @@ def predict_instance(model, image, name, out_dir, score_threshold=0.5):
     return detections
 
 
+def tiling_options(args) -> tuple:
+    """(tile, overlap) of `--tile` / `--overlap` (overlap defaults to a quarter tile)."""
+    if args.tile is None:
+        if args.overlap:
+            raise ValueError(f"--overlap {args.overlap} needs --tile SIZE")
+        return None, 0
+    return args.tile, args.tile // 4 if args.overlap is None else args.overlap
+
+
 def run(args) -> int:
+    """Predicts every input (files, directories, globs); exit status 1 when some image failed."""
+    from segzoo.inference.inputs import expand_inputs
+    from segzoo.inference.runner import Predictor, predict_paths
+    from segzoo.inference.tta import parse_tta
     from segzoo.models.base import load_checkpoint
 
+    paths = expand_inputs(args.images)  # argument errors before the model loads
+    tta = parse_tta(args.tta)
+    tile, overlap = tiling_options(args)
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     model = load_checkpoint(args.checkpoint)
-    os.makedirs(args.out, exist_ok=True)
-    for path in args.images:
-        image = read_image(path)
-        name = os.path.splitext(os.path.basename(path))[0]
-        if model.task == "instance":
-            detections = predict_instance(model, image, name, args.out, args.score_threshold)
-            print(f"{path}: {len(detections)} detections -> "
-                  f"{os.path.join(args.out, name)}.png, {name}.json, {name}_overlay.png")
-        else:
-            labels = predict_semantic(model, image, name, args.out)
-            present = [model.class_names[c] for c in np.unique(labels)]
-            print(f"{path}: {', '.join(present)} -> {os.path.join(args.out, name)}.png")
-    return 0
+    predictor = Predictor(model, tile_size=tile, overlap=overlap, tta=tta,
+                          score_threshold=args.score_threshold, tile_batch=args.batch_size)
+    return predict_paths(predictor, paths, args.out, read_image=read_image,
+                         batch_size=args.batch_size, resume=args.resume)

@@ -267,4 +267,5 @@ def equal_size_batches(paths, read, batch_size: int = 1, failures: Failures | No
 
 
 def _batch(items) -> Batch:
-    return Batch([p for p, _ in items], np.stack([im for _, im in items]))
+    images = items[0][1][None] if len(items) == 1 else np.stack([im for _, im in items])
+    return Batch([p for p, _ in items], images)
