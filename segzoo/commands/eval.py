@@ -32,20 +32,16 @@ def _jsonable(value):
 
 
 def evaluate_semantic(model, info, elements, max_images=None) -> dict:
-    from segzoo.training.tasks import SemanticTask
+    """FCN metrics of a semantic model (`segzoo.evaluation.loops.evaluate_semantic`)."""
+    from segzoo.evaluation.loops import evaluate_semantic as evaluate
 
-    if len(model.class_names) != info.num_classes:
-        raise ValueError(
-            f"the checkpoint has {len(model.class_names)} classes but the dataset has "
-            f"{info.num_classes} ({', '.join(info.class_names)}); evaluate on the dataset it was "
-            "trained for"
-        )
-    return SemanticTask(model).evaluate(model, elements, info, max_images=max_images)
+    _check_classes(model, info)
+    return evaluate(model, elements, max_images=max_images)
 
 
 def evaluate_instance(model, info, elements, max_images=None):
     """COCO AP of an instance model; returns (metrics dict, evaluator)."""
-    from segzoo.training.instance_task import evaluate_instances
+    from segzoo.evaluation.loops import evaluate_instances
 
     return evaluate_instances(model, elements, info, max_images=max_images,
                               class_names=list(info.class_names))
@@ -83,13 +79,7 @@ def _evaluate_with_progress(args, model, info, ds):
     with Progress(total, "eval") as progress:
         if model.task == "semantic":
             _check_classes(model, info)
-            labels_fn = predictor.labels
-            if tta is None and tile is None:
-                from segzoo.training.tasks import predict_labels
-
-                def labels_fn(image):
-                    return predict_labels(model, image)
-
+            labels_fn = None if tta is None and tile is None else predictor.labels
             cm, count = semantic_confusion(model, elements, labels_fn, args.max_images, progress)
             metrics = cm.metrics()
             metrics["num_images"] = count
@@ -109,10 +99,11 @@ def run(args) -> int:
     from segzoo.evaluation import plots
     from segzoo.evaluation.semantic import format_table
     from segzoo.models.base import load_checkpoint
+    from segzoo.training.task_data import task_data_args
 
     model = load_checkpoint(args.checkpoint)
-    task = "instance" if model.task == "instance" else "semantic"
-    load_kwargs = {"task": task} if args.data == "shapes" else {}
+    task = model.task
+    load_kwargs = task_data_args(args.data, task)
     info = segzoo.data.get_info(args.data, data_dir=args.data_dir, **load_kwargs)
     if info.task != model.task:
         raise ValueError(

@@ -14,7 +14,6 @@ Per input image NAME.EXT:
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
@@ -32,15 +31,6 @@ def read_image(path: str) -> np.ndarray:
         raise ValueError(f"image {path!r} could not be read as an image: {error}") from error
 
 
-def save_label_png(labels: np.ndarray, path: str) -> None:
-    """Class ids [H, W] as a palette PNG (values = class ids, colours = VOC palette)."""
-    from segzoo.visualize import voc_palette
-
-    image = Image.fromarray(labels.astype(np.uint8))  # mode "L"; putpalette makes it "P"
-    image.putpalette(voc_palette().reshape(-1).tolist())
-    image.save(path)
-
-
 def instance_id_map(masks: np.ndarray, scores: np.ndarray, shape) -> np.ndarray:
     """[H, W] ids: i + 1 where detection i's mask is set; higher score wins on overlap."""
     ids = np.zeros(shape, dtype=np.uint16)
@@ -50,45 +40,13 @@ def instance_id_map(masks: np.ndarray, scores: np.ndarray, shape) -> np.ndarray:
 
 
 def predict_semantic(model, image, name, out_dir):
-    from segzoo.training.tasks import predict_labels
-    from segzoo.visualize import semantic_overlay
+    """Writes `name.png` and `name_overlay.png` of one image (`segzoo demo`); returns the labels."""
+    from segzoo.inference import predict_labels
+    from segzoo.inference.runner import write_semantic
 
     labels = predict_labels(model, image)
-    save_label_png(labels, os.path.join(out_dir, f"{name}.png"))
-    Image.fromarray(semantic_overlay(image, labels)).save(os.path.join(out_dir, f"{name}_overlay.png"))
+    write_semantic(np.asarray(image), labels, name, out_dir)
     return labels
-
-
-def predict_instance(model, image, name, out_dir, score_threshold=0.5):
-    from segzoo.visualize import instance_overlay
-
-    out = model(image[None].astype(np.float32), training=False)
-    n = int(np.asarray(out["num_detections"])[0])
-    boxes = np.asarray(out["boxes"])[0][:n]
-    scores = np.asarray(out["scores"])[0][:n]
-    classes = np.asarray(out["classes"])[0][:n]
-    masks = np.asarray(out["masks"])[0][:n]
-    keep = np.argsort(-scores, kind="stable")
-    keep = keep[scores[keep] >= score_threshold]
-    boxes, scores, classes, masks = boxes[keep], scores[keep], classes[keep], masks[keep]
-    category_ids = list(getattr(model, "category_ids", None) or range(1, len(model.class_names)))
-    detections = [
-        {
-            "box": [float(v) for v in boxes[i]],
-            "class_id": int(category_ids[int(classes[i]) - 1]),
-            "class_name": model.class_names[int(classes[i])],
-            "score": float(scores[i]),
-        }
-        for i in range(len(keep))
-    ]
-    with open(os.path.join(out_dir, f"{name}.json"), "w") as f:
-        json.dump({"detections": detections}, f, indent=2)
-    ids = instance_id_map(masks, scores, image.shape[:2])
-    Image.fromarray(ids.astype(np.uint8) if ids.max() < 256 else ids).save(
-        os.path.join(out_dir, f"{name}.png"))
-    overlay = instance_overlay(image, boxes, masks, classes, scores, model.class_names)
-    Image.fromarray(overlay).save(os.path.join(out_dir, f"{name}_overlay.png"))
-    return detections
 
 
 def tiling_options(args) -> tuple:

@@ -89,7 +89,7 @@ class Predictor:
 
     def detect(self, image) -> dict:
         """The model's valid detections of one whole image (numpy)."""
-        from segzoo.training.instance_task import predict_instances
+        from segzoo.inference.predictor import predict_instances
 
         return predict_instances(self.model, image)
 
@@ -138,13 +138,14 @@ def write_semantic(image, labels, stem, out_dir) -> None:
 
 def detection_records(instances: Instances, model) -> list[dict]:
     """The JSON detections of `Instances` (see module docstring)."""
-    category_ids = list(getattr(model, "category_ids", None) or range(1, len(model.class_names)))
+    # Class k (1..K) is foreground class k - 1: its dataset id and name.
+    category_ids, names = model.category_ids, model.foreground_class_names
     rles = instances.rles()
     records = []
     for i in range(len(instances)):
         cls = int(instances.classes[i])
         record = {"box": [float(v) for v in instances.boxes[i]],
-                  "class_id": int(category_ids[cls - 1]), "class_name": model.class_names[cls],
+                  "class_id": int(category_ids[cls - 1]), "class_name": names[cls - 1],
                   "score": float(instances.scores[i]), "mask": rles[i]}
         if "mask_scores" in instances.extras:
             record["mask_score"] = float(instances.extras["mask_scores"][i])

@@ -74,18 +74,12 @@ def parse_tta(text: str | None) -> TTAConfig | None:
 
 
 def probability_fn(model):
-    """`fn(images float32/uint8 [B, H, W, 3] in 0..255) -> softmax float32 numpy [B, H, W, K]`.
-
-    One traced function per call of `probability_fn` (shapes relaxed), so
-    create it once per run and reuse it.
-    """
-
-    @tf.function(reduce_retracing=True)
-    def probabilities(images):
-        return tf.nn.softmax(tf.cast(model(images, training=False), tf.float32), axis=-1)
+    """`fn(images float32/uint8 [B, H, W, 3] in 0..255) -> softmax float32 numpy [B, H, W, K]`:
+    `segzoo.inference.predict_probabilities` (the model's serving call, traced once)."""
+    from segzoo.inference.predictor import predict_probabilities
 
     def fn(images):
-        return probabilities(tf.convert_to_tensor(np.asarray(images, np.float32))).numpy()
+        return predict_probabilities(model, np.asarray(images, np.float32)).numpy()
 
     return fn
 

@@ -22,69 +22,57 @@ import numpy as np
 
 
 def semantic_confusion(model, elements, labels_fn=None, max_images=None, progress=None):
-    """`ConfusionMatrix` of a semantic model over raw elements {"image", "mask"}.
+    """(`ConfusionMatrix`, image count) of a semantic model over raw elements {"image", "mask"}.
 
     Args:
-        labels_fn: `labels_fn(image uint8 [H, W, 3]) -> class ids [H, W]`; default:
-            argmax of the model's softmax on the whole image.
+        labels_fn: `labels_fn(image uint8 [H, W, 3]) -> class ids [H, W]`; default
+            `segzoo.inference.predict_labels` (the whole image, as `segzoo eval`).
         progress: optional `segzoo.inference.inputs.Progress`, advanced per image.
     """
-    import itertools
-
+    from segzoo.evaluation.loops import evaluate_elements
     from segzoo.evaluation.semantic import ConfusionMatrix
-    from segzoo.inference.tta import probability_fn
+    from segzoo.inference import predict_labels
 
-    if labels_fn is None:
-        fn = probability_fn(model)
-
-        def labels_fn(image):
-            return fn(np.asarray(image)[None])[0].argmax(-1)
-
+    labels_fn = labels_fn or (lambda image: predict_labels(model, image))
     cm = ConfusionMatrix(len(model.class_names))
-    count = 0
-    for element in itertools.islice(elements, max_images):
+
+    def add(element):
         cm.update(np.asarray(element["mask"]), labels_fn(np.asarray(element["image"])))
-        count += 1
         if progress is not None:
             progress.update()
-    if count == 0:
-        raise ValueError("evaluation got no images (empty split?)")
+
+    count = evaluate_elements(elements, add, dict, max_images=max_images)["num_images"]
     return cm, count
 
 
 def instance_evaluator(model, elements, info=None, detect_fn=None, max_images=None, progress=None,
                        class_names=None):
-    """`InstanceEvaluator` (computed) of an instance model over raw elements, and the image count.
+    """(computed `InstanceEvaluator`, image count) of an instance model over raw elements.
 
     Args:
         detect_fn: `detect_fn(image) -> {"boxes", "scores", "classes", "masks" [N, H, W]}`
-            (numpy, valid detections); default: the model on the whole image.
+            (numpy, valid detections); default `segzoo.inference.predict_instances`.
+        class_names: K names of classes 1..K (default `model.foreground_class_names`).
     """
-    import itertools
-
     from segzoo.evaluation.instance import InstanceEvaluator
+    from segzoo.evaluation.loops import evaluate_elements
+    from segzoo.inference import predict_instances
 
-    if detect_fn is None:
-        from segzoo.training.instance_task import predict_instances
+    detect_fn = detect_fn or (lambda image: predict_instances(model, image))
+    category_ids = info.category_ids if info is not None and info.category_ids else None
+    evaluator = InstanceEvaluator(
+        category_ids=category_ids or model.category_ids,
+        class_names=class_names if class_names is not None else model.foreground_class_names)
 
-        def detect_fn(image):
-            return predict_instances(model, image)
-
-    category_ids = getattr(info, "category_ids", None) or getattr(model, "category_ids", None)
-    names = class_names if class_names is not None else list(model.class_names)
-    evaluator = InstanceEvaluator(category_ids=category_ids, class_names=names)
-    count = 0
-    for element in itertools.islice(elements, max_images):
+    def add(element):
         image = np.asarray(element["image"])
         gt = {k: np.asarray(element[k]) for k in ("boxes", "classes", "masks", "is_crowd") if k in element}
         evaluator.add(int(np.asarray(element["image_id"])), gt, detect_fn(image),
                       image_size=image.shape[:2])
-        count += 1
         if progress is not None:
             progress.update()
-    if count == 0:
-        raise ValueError("evaluation got no images (empty split?)")
-    evaluator.compute()
+
+    count = evaluate_elements(elements, add, evaluator.compute, max_images=max_images)["num_images"]
     return evaluator, count
 
 
@@ -108,6 +96,21 @@ def evaluation_figures(model, elements, info=None, max_images=None) -> dict:
         "per_class_iou": plots.iou_bars_figure(metrics["per_class_iou"], model.class_names,
                                                metrics["mean_iou"]),
     }
+
+
+def evaluation_plots_callback(out, recipe, data_dir, info, task: str) -> EvaluationPlots:
+    """`EvaluationPlots` of a run directory `out`: the recipe's validation split (at most
+    64 images, or `recipe.val_max_images` when fewer), figures under `out/tensorboard/plots`."""
+    from segzoo.training.task_data import load_split
+
+    max_images = min(64, recipe.val_max_images or 64)
+
+    def load_elements():
+        return load_split(recipe.data, recipe.val_split, data_dir, task, recipe.data_args,
+                          max_images).as_numpy_iterator()
+
+    return EvaluationPlots(os.path.join(out, "tensorboard"), load_elements, info,
+                           checkpoint=os.path.join(out, "model.keras"), max_images=max_images)
 
 
 class EvaluationPlots(keras.callbacks.Callback):
