@@ -30,6 +30,14 @@ def _model_arg(text: str) -> tuple[str, str]:
     return name, value
 
 
+def _precision_arg(parser, help=None) -> None:
+    # Choices spelled here (not imported) so `segzoo list` does not import Keras.
+    parser.add_argument(
+        "--precision", default=None, choices=["float32", "bfloat16", "float16"],
+        help=help or "compute precision: Keras policy float32 (default), mixed_bfloat16 or "
+                     "mixed_float16; bfloat16 pays on CPUs with AMX / AVX512-BF16 and recent GPUs")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="segzoo",
@@ -65,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="backbone stages to train (Mask R-CNN)")
     train.add_argument("--strategy", default="default",
                        choices=["default", "one_device", "mirrored", "multi_worker"])
-    train.add_argument("--mixed-precision", action="store_true")
+    _precision_arg(train)
+    train.add_argument("--mixed-precision", action="store_true",
+                       help="alias of --precision float16")
     train.add_argument("--jit-compile", action="store_true")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
@@ -79,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch-size", type=int, default=1)
     ev.add_argument("--max-images", type=int, default=None)
     ev.add_argument("--json", action="store_true", help="print one JSON object")
+    _precision_arg(ev)
 
     pr = sub.add_parser("predict", help="segment images with a checkpoint")
     pr.add_argument("--checkpoint", required=True)
@@ -86,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", required=True, help="output directory")
     pr.add_argument("--score-threshold", type=float, default=0.5,
                     help="instance models: keep detections scoring at least this")
+    _precision_arg(pr)
 
     ex = sub.add_parser("export", help="export a checkpoint as SavedModel or TFLite")
     ex.add_argument("--checkpoint", required=True)
@@ -95,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--serving-layout", action="store_true",
                     help="write OUT/NAME/VERSION/ as TF Serving expects")
     ex.add_argument("--quantize", default=None, choices=["fp16"], help="TFLite quantisation")
+    _precision_arg(ex, "SavedModel compute precision (float32 variables; uint8 in, same outputs)")
 
     demo = sub.add_parser("demo", help="train, evaluate and predict on the built-in shapes set")
     demo.add_argument("--out", default="demo_out")

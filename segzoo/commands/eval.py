@@ -51,9 +51,9 @@ def evaluate_instance(model, info, elements, max_images=None):
 def run(args) -> int:
     import segzoo.data
     from segzoo.evaluation.semantic import format_table
-    from segzoo.models.base import load_checkpoint
+    from segzoo.training.precision import load_checkpoint_at
 
-    model = load_checkpoint(args.checkpoint)
+    model = load_checkpoint_at(args.checkpoint, getattr(args, "precision", None))
     task = "instance" if model.task == "instance" else "semantic"
     load_kwargs = {"task": task} if args.data == "shapes" else {}
     info = segzoo.data.get_info(args.data, data_dir=args.data_dir, **load_kwargs)

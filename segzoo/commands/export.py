@@ -13,6 +13,7 @@ def run(args) -> int:
         max_detections=args.max_detections,
         serving_layout=args.serving_layout,
         quantize=args.quantize,
+        precision=getattr(args, "precision", None),
     )
     print(f"exported {args.checkpoint} as {args.format} to {path}")
     return 0

@@ -90,9 +90,9 @@ def predict_instance(model, image, name, out_dir, score_threshold=0.5):
 
 
 def run(args) -> int:
-    from segzoo.models.base import load_checkpoint
+    from segzoo.training.precision import load_checkpoint_at
 
-    model = load_checkpoint(args.checkpoint)
+    model = load_checkpoint_at(args.checkpoint, getattr(args, "precision", None))
     os.makedirs(args.out, exist_ok=True)
     for path in args.images:
         image = read_image(path)

@@ -16,23 +16,33 @@ FORMATS = ("saved_model", "tflite")
 
 
 def export_checkpoint(checkpoint, out, *, format="saved_model", max_detections=None,
-                      serving_layout=False, version=1, quantize=None) -> str:
+                      serving_layout=False, version=1, quantize=None, precision=None) -> str:
     """Loads a segzoo `.keras` checkpoint (safe_mode=True) and exports it; returns the path.
+
+    `precision` (None = "float32", "bfloat16", "float16"): the SavedModel's
+    compute precision, the model rebuilt under that Keras mixed policy
+    (float32 variables); the signatures still take uint8 images and return
+    the float32 / int32 / uint8 outputs of DESIGN.md. TFLite takes float32
+    (its own `quantize` option).
 
     Raises:
         FileNotFoundError: `checkpoint` does not exist.
         ValueError: not a segzoo checkpoint, unknown `format`, or an option
             that does not apply to the format / model.
     """
-    from segzoo.models.base import load_checkpoint
+    from segzoo.training.precision import load_checkpoint_at, resolve_precision
 
+    precision = resolve_precision(precision)
     if format not in FORMATS:
         raise ValueError(f"unknown export format {format!r}; expected one of {FORMATS}")
     if format == "tflite" and (serving_layout or max_detections is not None):
         raise ValueError("--serving-layout and --max-detections apply to --format saved_model")
     if format == "saved_model" and quantize is not None:
         raise ValueError("--quantize applies to --format tflite")
-    model = load_checkpoint(checkpoint)
+    if format != "saved_model" and precision != "float32":
+        raise ValueError(f"--precision {precision} applies to --format saved_model; "
+                         f"--format {format} is exported from float32 (see --quantize)")
+    model = load_checkpoint_at(checkpoint, precision)
     if format == "tflite":
         return export_tflite(model, out, quantize=quantize)
     return export_saved_model(model, out, max_detections=max_detections,

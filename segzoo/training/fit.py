@@ -33,6 +33,7 @@ import numpy as np
 from segzoo.training import callbacks as cb
 from segzoo.training.distribute import get_strategy, keras_multi_worker_fixes, worker_info
 from segzoo.training.optimizers import build_optimizer
+from segzoo.training.precision import resolve_precision, set_precision
 from segzoo.training.recipes import Recipe, apply_overrides, default_recipe_name, get_recipe
 from segzoo.training.schedules import PolyWarmup
 from segzoo.training.tasks import get_task
@@ -159,7 +160,7 @@ def train(config, *, extra_callbacks=()) -> TrainResult:
             `data`, `data_dir`, `train_split`, `val_split`, `epochs`,
             `steps_per_epoch`, `batch_size`, `image_size`, `learning_rate`,
             `optimizer`, `out`, `model_arg` ([(name, text)]), `init_from`,
-            `strategy`, `mixed_precision`, `jit_compile`, `seed`, `time_limit`
+            `strategy`, `precision`, `mixed_precision` (= float16), `jit_compile`, `seed`, `time_limit`
             (minutes), `verbose`.
         extra_callbacks: more Keras callbacks (appended after segzoo's).
 
@@ -192,9 +193,8 @@ def train(config, *, extra_callbacks=()) -> TrainResult:
         backup_dir = os.path.join(backup_dir, f"worker_{worker_index}")
     resuming = os.path.isdir(backup_dir)
 
-    previous_policy = keras.mixed_precision.dtype_policy()
-    if _get(config, "mixed_precision"):
-        keras.mixed_precision.set_dtype_policy("mixed_float16")
+    precision = resolve_precision(_get(config, "precision"), _get(config, "mixed_precision"))
+    previous_policy = set_precision(precision)
     try:
         with strategy.scope():
             model = build_model(model_name, info, recipe.model_args)
@@ -249,7 +249,7 @@ def train(config, *, extra_callbacks=()) -> TrainResult:
                        for k, v in dataclasses.asdict(recipe).items()},
             "class_names": list(model.class_names), "strategy": _get(config, "strategy") or "default",
             "replicas": strategy.num_replicas_in_sync,
-            "mixed_precision": bool(_get(config, "mixed_precision")), "jit_compile": jit,
+            "mixed_precision": precision == "float16", "precision": precision, "jit_compile": jit,
             "seed": seed, "steps_per_epoch": epoch_steps,
         }
         # Task callbacks (e.g. Mask R-CNN's COCO mask AP on the validation split) write
