@@ -4,7 +4,7 @@
     segzoo train MODEL [--data NAME] [--data-dir DIR] ... [--out RUN_DIR]
     segzoo eval --checkpoint RUN_DIR/model.keras [--data NAME] [--split val] [--json]
     segzoo predict --checkpoint CKPT IMAGE... --out DIR
-    segzoo export --checkpoint CKPT --out PATH [--format saved_model|tflite]
+    segzoo export --checkpoint CKPT --out PATH [--format saved_model|tflite|onnx]
     segzoo demo
 
 This module only parses arguments; each subcommand's work lives in
@@ -99,14 +99,20 @@ def build_parser() -> argparse.ArgumentParser:
                     help="instance models: keep detections scoring at least this")
     _precision_arg(pr)
 
-    ex = sub.add_parser("export", help="export a checkpoint as SavedModel or TFLite")
+    ex = sub.add_parser("export", help="export a checkpoint as SavedModel, TFLite or ONNX")
     ex.add_argument("--checkpoint", required=True)
     ex.add_argument("--out", required=True)
-    ex.add_argument("--format", default="saved_model", choices=["saved_model", "tflite"])
+    ex.add_argument("--format", default="saved_model", choices=["saved_model", "tflite", "onnx"])
     ex.add_argument("--max-detections", type=int, default=None)
     ex.add_argument("--serving-layout", action="store_true",
                     help="write OUT/NAME/VERSION/ as TF Serving expects")
-    ex.add_argument("--quantize", default=None, choices=["fp16"], help="TFLite quantisation")
+    ex.add_argument("--quantize", default=None, choices=["fp16", "int8"],
+                    help="TFLite quantisation: fp16 weights, or int8 (full-integer, calibrated)")
+    ex.add_argument("--calibration-data", default=None, metavar="NAME[:split]",
+                    help="--quantize int8: dataset whose images calibrate it (e.g. shapes:train)")
+    ex.add_argument("--calibration-images", type=int, default=None, metavar="N",
+                    help="--quantize int8: calibrate on the first N images (default 64)")
+    ex.add_argument("--data-dir", default=None, help="the --calibration-data directory")
     _precision_arg(ex, "SavedModel compute precision (float32 variables; uint8 in, same outputs)")
 
     demo = sub.add_parser("demo", help="train, evaluate and predict on the built-in shapes set")
