@@ -45,7 +45,7 @@ def _images(args, task):
 def semantic_agreement(reference, other, elements) -> dict:
     from segzoo.evaluation.agreement import label_agreement
     from segzoo.evaluation.semantic import ConfusionMatrix
-    from segzoo.training.tasks import predict_labels
+    from segzoo.inference import predict_labels
 
     agree, pixels, matrices = 0.0, 0, None
     for info, element in elements:

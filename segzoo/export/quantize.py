@@ -100,7 +100,7 @@ def tflite_agreement(model, tflite_path, text, *, data_dir=None, max_images=None
 
     from segzoo.evaluation.agreement import label_agreement
     from segzoo.evaluation.semantic import ConfusionMatrix
-    from segzoo.training.tasks import predict_labels
+    from segzoo.inference import predict_labels
 
     info, ds = _images(text, data_dir, max_images, "val")
     interpreter = tf.lite.Interpreter(model_path=str(tflite_path))
