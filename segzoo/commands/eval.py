@@ -98,10 +98,10 @@ def run(args) -> int:
     import segzoo.data
     from segzoo.evaluation import plots
     from segzoo.evaluation.semantic import format_table
-    from segzoo.models.base import load_checkpoint
+    from segzoo.training.precision import load_checkpoint_at
     from segzoo.training.task_data import task_data_args
 
-    model = load_checkpoint(args.checkpoint)
+    model = load_checkpoint_at(args.checkpoint, getattr(args, "precision", None))
     task = model.task
     load_kwargs = task_data_args(args.data, task)
     info = segzoo.data.get_info(args.data, data_dir=args.data_dir, **load_kwargs)

@@ -63,7 +63,7 @@ def run(args) -> int:
     from segzoo.inference.inputs import expand_inputs
     from segzoo.inference.runner import Predictor, predict_paths
     from segzoo.inference.tta import parse_tta
-    from segzoo.models.base import load_checkpoint
+    from segzoo.training.precision import load_checkpoint_at
 
     paths = expand_inputs(args.images)  # argument errors before the model loads
     tta = parse_tta(args.tta)
@@ -72,7 +72,7 @@ def run(args) -> int:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     if tile is not None:  # asked for large images: lift PIL's decompression-bomb limit (89 MP)
         Image.MAX_IMAGE_PIXELS = None
-    model = load_checkpoint(args.checkpoint)
+    model = load_checkpoint_at(args.checkpoint, getattr(args, "precision", None))
     predictor = Predictor(model, tile_size=tile, overlap=overlap, tta=tta,
                           score_threshold=args.score_threshold, tile_batch=args.batch_size)
     return predict_paths(predictor, paths, args.out, read_image=read_image,

@@ -34,6 +34,7 @@ import numpy as np
 from segzoo.training.distribute import get_strategy, keras_multi_worker_fixes, worker_info
 from segzoo.training.optimizers import build_training_optimizer
 from segzoo.training.plot_callback import evaluation_plots_callback
+from segzoo.training.precision import resolve_precision, set_precision
 from segzoo.training.run_callbacks import build_callbacks, tensorboard_available
 from segzoo.training.setup import build_model, config_value, resolve_recipe
 from segzoo.training.tasks import get_task
@@ -73,7 +74,8 @@ def train(config, *, extra_callbacks=()) -> TrainResult:
             `steps_per_epoch`, `batch_size`, `image_size`, `learning_rate`,
             `optimizer`, `out`, `model_args` ({name: value}) or `model_arg`
             ([(name, value)]), `init_from`, `trainable_layers`, `strategy`,
-            `mixed_precision`, `jit_compile`, `seed`, `time_limit` (minutes), `verbose`.
+            `precision` (float32 | bfloat16 | float16), `mixed_precision` (= float16),
+            `jit_compile`, `seed`, `time_limit` (minutes), `verbose`.
         extra_callbacks: more Keras callbacks (appended after segzoo's).
 
     Raises:
@@ -108,9 +110,8 @@ def train(config, *, extra_callbacks=()) -> TrainResult:
         backup_dir = os.path.join(backup_dir, f"worker_{worker_index}")
     resuming = os.path.isdir(backup_dir)
 
-    previous_policy = keras.mixed_precision.dtype_policy()
-    if get("mixed_precision"):
-        keras.mixed_precision.set_dtype_policy("mixed_float16")
+    precision = resolve_precision(get("precision"), get("mixed_precision"))
+    previous_policy = set_precision(precision)
     try:
         with strategy.scope():
             model = build_model(model_name, info, recipe.model_args)
@@ -153,7 +154,7 @@ def train(config, *, extra_callbacks=()) -> TrainResult:
                        for k, v in dataclasses.asdict(recipe).items()},
             "class_names": list(model.class_names), "strategy": get("strategy") or "default",
             "replicas": strategy.num_replicas_in_sync,
-            "mixed_precision": bool(get("mixed_precision")), "jit_compile": jit,
+            "mixed_precision": precision == "float16", "precision": precision, "jit_compile": jit,
             "seed": seed, "steps_per_epoch": epoch_steps,
         }
         task_callbacks = []
