@@ -89,6 +89,10 @@ def check_claim(records, study: Study, num_seeds: int) -> dict:
         result["verdict"] = f"not decided: some variants have no {claim.metric} yet"
         return result
     metric = claim.metric
+    if max(value.values()) - min(value.values()) < 1e-9:
+        result["verdict"] = (f"not decided: every variant has {metric} {100 * value[next(iter(value))]:.1f} "
+                             "(the budget did not train them apart)")
+        return result
     if claim.order:
         chain = [value[n] for n in claim.order]
         held = all(a < b for a, b in zip(chain, chain[1:], strict=False))
@@ -97,6 +101,11 @@ def check_claim(records, study: Study, num_seeds: int) -> dict:
         margins = [(claim.order[i], claim.order[i + 1]) for i in range(len(claim.order) - 1)]
     else:
         best = winner(records, study)
+        tied = [n for n in value if n != best and abs(value[n] - value[best]) < 1e-9]
+        if tied and any((n in claim.winners) != (best in claim.winners) for n in tied):
+            result["verdict"] = (f"not decided: {', '.join([best, *tied])} tie at {metric} "
+                                 f"{100 * value[best]:.1f}")
+            return result
         held = best in claim.winners
         detail = f"best {metric}: {best} {100 * value[best]:.1f}"
         others = [n for n in value if n not in claim.winners]
@@ -136,8 +145,7 @@ def markdown(content: dict, family: Family, studies) -> str:
     if budget.get("epochs") is not None:
         how = f"{budget['epochs']} epoch(s) per run"
     else:
-        how = (f"{budget['minutes']:g} min budget, {budget['train_seconds_per_run']:.0f} s of "
-               "training per run")
+        how = f"{budget['minutes']:g} min budget split evenly over the runs"
     lines = [
         f"# segzoo ablate {family.name} on {content['data']}",
         "",
@@ -209,7 +217,6 @@ def write_report(out: str, family: Family, studies, seeds, results, plan, *, par
         "family": family.name, "data": settings["data"], "seeds": list(seeds),
         "budget": {"minutes": settings["minutes"], "epochs": settings["epochs"],
                    "steps_per_epoch": settings["steps_per_epoch"],
-                   "train_seconds_per_run": plan.get("train_seconds_per_run"),
                    "eval_images": settings["eval_images"]},
         "recipe": family.recipe.name, "partial": bool(partial), "records": records,
         "winners": {s.name: winner(records, s) for s in studies},

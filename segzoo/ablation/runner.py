@@ -17,12 +17,16 @@ KEY names the model and its non-default switches (`mask_rcnn-roi_pooler=warp`,
 skips the finished runs and restarts the unfinished one from scratch (same
 seed, so the same result as an uninterrupted run in `--epochs` mode).
 
-Budget: `--epochs N` trains every run N epochs (the recipe's schedule);
-`--minutes M` gives every run the same training time, 70% of M split evenly
-over the runs x seeds (the rest is for building, checkpointing and evaluating),
-with a constant learning rate after warm-up (a poly schedule needs a known
-step count). Training time is wall-clock, so on a shared machine a run's step
-count depends on the load: `steps` and `epochs` in the report say what each got.
+Budget: `--epochs N` trains every run N epochs (the recipe's schedule).
+`--minutes M` is the whole command's wall-clock budget, split evenly over the
+runs x seeds: before each run, the time left is divided by the runs left and
+the measured cost of building, checkpointing and evaluating a run (at first a
+guess: 30% of a run's share) is taken off; the rest is that run's training time
+limit (at least one step), with a constant learning rate after warm-up (a poly
+schedule needs a known step count). An invocation that resumes gets the share
+of M of the runs it has left. Training time is wall-clock, so on a shared
+machine a run's step count depends on the load: `train_seconds`, `steps` and
+`epochs` in the report say what each run got.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ from segzoo.ablation.studies import (
     select_studies,
 )
 
-TRAIN_SHARE = 0.7  # of --minutes spent training; the rest builds, saves and evaluates
+TRAIN_SHARE = 0.7  # first guess of a run's training share of its budget (the rest: build, eval)
 _TIME_BUDGET_EPOCHS = 100_000  # "until the time limit"
 
 
@@ -156,8 +160,8 @@ def _settings(family, data, data_dir, minutes, epochs, steps_per_epoch, eval_ima
             "recipe_overrides": dict(recipe_overrides or {})}
 
 
-def _load_plan(out, settings, num_runs, minutes):
-    """plan.json: the settings and the training seconds per run, fixed at the first start."""
+def _load_plan(out, settings):
+    """plan.json: the settings of the ablation in OUT (a resume must use the same)."""
     path = os.path.join(out, "plan.json")
     if os.path.exists(path):
         with open(path) as f:
@@ -169,9 +173,7 @@ def _load_plan(out, settings, num_runs, minutes):
                 f"{', '.join(repr(plan.get('settings', {}).get(k)) for k in changed)}); rerun it "
                 "with the same flags to resume, or pick another --out")
         return plan
-    plan = {"settings": settings,
-            "train_seconds_per_run": (TRAIN_SHARE * minutes * 60.0 / num_runs) if minutes else None,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    plan = {"settings": settings, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     _write_json(path, plan)
     return plan
 
@@ -191,8 +193,8 @@ def _recipe(family: Family, data, model_args, minutes, epochs, steps_per_epoch, 
     return recipe
 
 
-def _train_and_evaluate(run, family, out, plan, data, data_dir, minutes, epochs, steps_per_epoch,
-                        eval_images, recipe_overrides, verbose) -> dict:
+def _train_and_evaluate(run, family, out, train_seconds, data, data_dir, minutes, epochs,
+                        steps_per_epoch, eval_images, recipe_overrides, verbose) -> dict:
     from segzoo.training.fit import train
 
     run_dir = run.directory(out)
@@ -205,7 +207,7 @@ def _train_and_evaluate(run, family, out, plan, data, data_dir, minutes, epochs,
         if not os.path.exists(init_from):
             raise FileNotFoundError(f"{run.key}: the staged initialisation {init_from!r} is missing")
     recipe = _recipe(family, data, run.model_args, minutes, epochs, steps_per_epoch, recipe_overrides)
-    seconds = plan.get("train_seconds_per_run")
+    seconds = train_seconds
     clock = _StepClock()
     keras.backend.clear_session()
     result = train(
@@ -223,7 +225,8 @@ def _train_and_evaluate(run, family, out, plan, data, data_dir, minutes, epochs,
     done = {
         "key": run.key, "model": run.model, "model_args": run.model_args, "seed": run.seed,
         "init_from": run.init_from, "metrics": metrics,
-        "train_seconds": round(clock.seconds, 1), "steps": clock.steps,
+        "train_seconds": round(clock.seconds, 1), "train_limit_seconds": seconds,
+        "steps": clock.steps,
         "steps_per_epoch": steps_per_epoch_done,
         "epochs": round(clock.steps / steps_per_epoch_done, 3),
         "eval_seconds": round(time.monotonic() - start, 1),
@@ -279,30 +282,43 @@ def run_ablation(family_name, *, out: str | None = None, studies=None, minutes=N
     runs = plan_runs(family, selected, seed_list)
     settings = _settings(family, data, data_dir, minutes, epochs, steps_per_epoch, eval_images,
                          recipe_overrides)
-    plan = _load_plan(out, settings, len(runs), minutes)
-    if plan["train_seconds_per_run"]:
-        log(f"segzoo ablate {family.name}: {len(runs)} runs ({len(selected)} studies x "
-            f"{len(seed_list)} seed(s), shared baselines once), "
-            f"{plan['train_seconds_per_run']:.0f} s of training each -> {out}")
+    plan = _load_plan(out, settings)
+    log(f"segzoo ablate {family.name}: {len(runs)} runs ({len(selected)} studies x "
+        f"{len(seed_list)} seed(s), shared baselines once), "
+        + (f"{minutes:g} min in all" if minutes else f"{epochs} epoch(s) each") + f" -> {out}")
     results: dict[tuple[str, int], dict] = {}
+    pending = [r for r in runs if not os.path.exists(os.path.join(r.directory(out), "done.json"))]
     start = time.monotonic()
+    deadline = start + (minutes * 60.0 * len(pending) / len(runs) if minutes else 0.0)
+    overheads: list[float] = []
     for index, run in enumerate(runs, 1):
         done_path = os.path.join(run.directory(out), "done.json")
-        if os.path.exists(done_path):
+        if run not in pending:
             with open(done_path) as f:
                 results[(run.key, run.seed)] = json.load(f)
             log(f"segzoo ablate: [{index}/{len(runs)}] {run.key} seed {run.seed}: finished before, "
                 "skipped")
             continue
-        log(f"segzoo ablate: [{index}/{len(runs)}] {run.key} seed {run.seed}: training")
-        done = _train_and_evaluate(run, family, out, plan, data, data_dir, minutes, epochs,
+        train_seconds = None
+        if minutes:
+            runs_left = len(pending) - len(overheads)
+            share = (deadline - time.monotonic()) / runs_left
+            overhead = (sum(overheads) / len(overheads) if overheads
+                        else (1 - TRAIN_SHARE) * minutes * 60.0 / len(runs))
+            train_seconds = max(1.0, share - overhead)
+        log(f"segzoo ablate: [{index}/{len(runs)}] {run.key} seed {run.seed}: training"
+            + (f" for {train_seconds:.0f} s" if train_seconds else ""))
+        run_start = time.monotonic()
+        done = _train_and_evaluate(run, family, out, train_seconds, data, data_dir, minutes, epochs,
                                    steps_per_epoch, eval_images, recipe_overrides, verbose)
+        overheads.append(time.monotonic() - run_start - done["train_seconds"])
         results[(run.key, run.seed)] = done
         key_metric = selected[0].claim.metric
         log(f"segzoo ablate: [{index}/{len(runs)}] {run.key} seed {run.seed}: {done['steps']} steps "
             f"in {done['train_seconds']:.0f} s, {key_metric} {done['metrics'].get(key_metric)}")
         report.write_report(out, family, selected, seed_list, results, plan, partial=True)
     content = report.write_report(out, family, selected, seed_list, results, plan, partial=False)
+    content["wall_minutes_this_invocation"] = round((time.monotonic() - start) / 60.0, 2)
     log(f"segzoo ablate: done in {(time.monotonic() - start) / 60:.1f} min; "
         f"{os.path.join(out, 'ablation.md')}")
     for line in content["claims"]:
