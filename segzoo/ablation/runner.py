@@ -75,10 +75,10 @@ def _slug(text: str) -> str:
 
 def _non_default_args(variant: Variant) -> dict:
     """The variant's arguments that differ from the model's defaults (they name the run)."""
-    parameters = model_parameters(variant.model) or {}
+    defaults = model_parameters(variant.model) or {}
     changed = {}
     for name, value in variant.model_args.items():
-        default = parameters[name].default if name in parameters else inspect.Parameter.empty
+        default = defaults.get(name, inspect.Parameter.empty)
         if default is inspect.Parameter.empty or default != value:
             changed[name] = value
     return changed

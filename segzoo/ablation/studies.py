@@ -213,22 +213,34 @@ def get_family(name) -> Family:
     return FAMILIES[name]
 
 
-def model_parameters(model: str) -> dict[str, inspect.Parameter] | None:
-    """The keyword arguments the registered `model` accepts: its builder's named parameters plus,
-    when the builder forwards `**kwargs`, those of the model class it returns (its return
-    annotation). None when they cannot be told (a builder taking `**kwargs` without annotation)."""
+def model_parameters(model: str) -> dict | None:
+    """{keyword: default} the registered `model` accepts (`inspect.Parameter.empty`: no default).
+
+    The builder's named parameters, plus, when it forwards `**kwargs`, the constructor's of the
+    class it returns (its return annotation) and its module's `DEFAULTS` mapping (builders that
+    turn keywords into parts). None when neither tells (then every keyword is assumed accepted).
+    """
     import segzoo
 
     builder = segzoo.get_model_spec(model).builder
     signature = inspect.signature(builder, eval_str=True)
-    parameters = dict(signature.parameters)
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        cls = signature.return_annotation
-        if not inspect.isclass(cls):
-            return None
-        parameters = {**inspect.signature(cls.__init__).parameters, **parameters}
-    return {name: p for name, p in parameters.items()
-            if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)}
+
+    def named(parameters):
+        return {name: p.default for name, p in parameters.items()
+                if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)}
+
+    parameters = named(signature.parameters)
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values()):
+        return parameters
+    cls = signature.return_annotation
+    defaults = getattr(inspect.getmodule(builder), "DEFAULTS", None)
+    if not inspect.isclass(cls) and not isinstance(defaults, dict):
+        return None
+    if inspect.isclass(cls):
+        parameters = {**named(inspect.signature(cls.__init__).parameters), **parameters}
+    if isinstance(defaults, dict):
+        parameters = {**defaults, **parameters}
+    return parameters
 
 
 def model_supports(variant: Variant) -> bool:

@@ -32,6 +32,7 @@ def _ablate_then_eval(capsys, family, argv, eval_images):
     return saved
 
 
+@pytest.mark.slow
 def test_fcn_skips_staged_through_the_cli(tmp_path, capsys):
     out = str(tmp_path / "ablate-fcn")
     saved = _ablate_then_eval(capsys, FCN, ["fcn", "--studies", "skips", "--epochs", "1",
