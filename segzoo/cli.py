@@ -3,7 +3,8 @@
     segzoo list
     segzoo train MODEL [--data NAME] [--data-dir DIR] ... [--out RUN_DIR]
     segzoo eval --checkpoint RUN_DIR/model.keras [--data NAME] [--split val] [--json]
-    segzoo predict --checkpoint CKPT IMAGE... --out DIR
+    segzoo predict --checkpoint CKPT DIR_OR_GLOB... --out DIR [--tile SIZE --overlap PX]
+                   [--tta flip[,scales=...]] [--resume]
     segzoo export --checkpoint CKPT --out PATH [--format saved_model|tflite]
     segzoo demo
     segzoo ablate mask_rcnn|fcn [--data shapes] [--minutes M] [--epochs N] [--studies ...]
@@ -20,16 +21,22 @@ import argparse
 import importlib
 import sys
 
+from segzoo.commands.model_args import parse_model_arg
 
-def _model_arg(text: str) -> tuple[str, str]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(
-            f"--model-arg expects NAME=VALUE (e.g. base_filters=16), got {text!r}"
-        )
-    name, value = text.split("=", 1)
-    if not name.isidentifier():
-        raise argparse.ArgumentTypeError(f"--model-arg name {name!r} is not a Python identifier")
-    return name, value
+# Commands that run no TensorFlow (`segzoo list` reads the model catalogue).
+_WITHOUT_TENSORFLOW = ("list",)
+
+
+_VERBOSE_HELP = "show TensorFlow's start-up log lines (hidden by default)"
+
+
+def _add_inference_options(parser) -> None:
+    parser.add_argument("--tile", type=int, default=None, metavar="SIZE",
+                        help="sliding-window inference in SIZE x SIZE tiles for larger images")
+    parser.add_argument("--overlap", type=int, default=None, metavar="PX",
+                        help="pixels shared by neighbouring tiles (default SIZE // 4)")
+    parser.add_argument("--tta", default=None, metavar="flip[,scales=S,...]",
+                        help="semantic test-time augmentation, e.g. flip or flip,scales=0.75,1,1.25")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="segzoo",
         description="segzoo: FCN-32s/16s/8s, U-Net and Mask R-CNN for TensorFlow / Keras 3.",
     )
+    parser.add_argument("--verbose", dest="show_startup_logs", action="store_true", help=_VERBOSE_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     sub.add_parser("list", help="list the registered models")
@@ -58,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--learning-rate", type=float, default=None)
     train.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default=None)
     train.add_argument("--out", default=None, help="run directory (default runs/MODEL-DATA)")
-    train.add_argument("--model-arg", type=_model_arg, action="append", default=[],
+    train.add_argument("--model-arg", type=parse_model_arg, action="append", default=[],
                        metavar="NAME=VALUE", help="model constructor argument, repeatable")
     train.add_argument("--init-from", default=None, metavar="CKPT",
                        help="initialise weights by layer name from a .keras checkpoint")
@@ -81,13 +89,22 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch-size", type=int, default=1)
     ev.add_argument("--max-images", type=int, default=None)
     ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.add_argument("--plots", default=None, metavar="DIR",
+                    help="write evaluation figures (confusion matrix, IoU bars / PR curves, AP by size)")
+    _add_inference_options(ev)
 
     pr = sub.add_parser("predict", help="segment images with a checkpoint")
     pr.add_argument("--checkpoint", required=True)
-    pr.add_argument("images", nargs="+", metavar="IMAGE")
+    pr.add_argument("images", nargs="+", metavar="DIR_OR_GLOB",
+                    help="image files, directories of images or glob patterns ('**' recursive)")
     pr.add_argument("--out", required=True, help="output directory")
     pr.add_argument("--score-threshold", type=float, default=0.5,
                     help="instance models: keep detections scoring at least this")
+    pr.add_argument("--batch-size", type=int, default=4,
+                    help="equal-size images (or tiles) per model call")
+    pr.add_argument("--resume", action="store_true",
+                    help="skip images whose outputs are already in --out")
+    _add_inference_options(pr)
 
     ex = sub.add_parser("export", help="export a checkpoint as SavedModel or TFLite")
     ex.add_argument("--checkpoint", required=True)
@@ -117,11 +134,21 @@ def build_parser() -> argparse.ArgumentParser:
                     help="evaluate on the first N val images (default all)")
     ab.add_argument("--out", default=None,
                     help="output directory (default runs/ablate-mrcnn or runs/ablate-fcn)")
+
+    # Every subcommand also takes --verbose (`segzoo train ... --verbose`); SUPPRESS keeps
+    # a `segzoo --verbose train` given before the subcommand.
+    for command in sub.choices.values():
+        command.add_argument("--verbose", dest="show_startup_logs", action="store_true",
+                             default=argparse.SUPPRESS, help=_VERBOSE_HELP)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command not in _WITHOUT_TENSORFLOW:
+        from segzoo.commands.quiet import start_tensorflow
+
+        start_tensorflow(verbose=bool(args.show_startup_logs))
     module = importlib.import_module(f"segzoo.commands.{args.command}")
     try:
         return int(module.run(args) or 0)

@@ -112,18 +112,20 @@ def plan_runs(family: Family, studies, seeds) -> list[Run]:
 
 
 def evaluate_checkpoint(checkpoint, data="shapes", data_dir=None, split="val", max_images=None) -> dict:
-    """The metrics `segzoo eval --checkpoint CHECKPOINT --data DATA --split SPLIT --json` prints
-    (the same loading, dataset and evaluation code), plus `num_images`."""
+    """The metrics `segzoo eval --checkpoint CHECKPOINT --data DATA --split SPLIT --json` prints,
+    plus `num_images`: the same checkpoint loading, dataset options and evaluation functions
+    (`segzoo.commands.eval.evaluate_semantic` / `evaluate_instance`, which run
+    `segzoo.evaluation.loops`)."""
     import segzoo.data
     from segzoo.commands.eval import evaluate_instance, evaluate_semantic
     from segzoo.models.base import load_checkpoint
+    from segzoo.training.task_data import task_data_args
 
     model = load_checkpoint(checkpoint)
-    task = "instance" if model.task == "instance" else "semantic"
-    load_kwargs = {"task": task} if data == "shapes" else {}
+    load_kwargs = task_data_args(data, model.task)
     info = segzoo.data.get_info(data, data_dir=data_dir, **load_kwargs)
     elements = segzoo.data.load(data, split, data_dir=data_dir, **load_kwargs).as_numpy_iterator()
-    if task == "semantic":
+    if model.task == "semantic":
         metrics = evaluate_semantic(model, info, elements, max_images)
     else:
         metrics = evaluate_instance(model, info, elements, max_images)[0]
