@@ -299,6 +299,7 @@ class InstanceEvaluator:
         image_ids = sorted(self._image_ids)
         results = {}
         self._summaries = {}
+        self.coco_evals = {}  # {"box"|"mask": accumulated COCOeval}, for evaluation.plots
         for iou_type in self.iou_types:
             prefix = IOU_TYPES[iou_type]
             coco_dt = self._load_results(coco_gt, self._detections[iou_type])
@@ -310,6 +311,7 @@ class InstanceEvaluator:
                 evaluator.accumulate()
                 evaluator.summarize()
             self._summaries[iou_type] = text.getvalue()
+            self.coco_evals[prefix] = evaluator
             for suffix, index in _STAT_INDEX.items():
                 results[f"{prefix}_{suffix}"] = _nan_if_missing(evaluator.stats[index])
             results[f"per_class_{prefix}_ap"] = self._per_class_ap(evaluator)
