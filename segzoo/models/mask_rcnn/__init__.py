@@ -11,6 +11,3 @@ from segzoo.models.mask_rcnn.model import MaskRCNN  # noqa: F401
 from segzoo.models.mask_rcnn.roi_heads import RoIHeads  # noqa: F401
 from segzoo.models.mask_rcnn.rpn import RegionProposalNetwork  # noqa: F401
 from segzoo.models.mask_rcnn.transform import DetectionTransform  # noqa: F401
-
-# The layers whose shapes depend on the class count (skipped when fine-tuning).
-CLASS_DEPENDENT_LAYERS = ("cls_score", "bbox_pred", "mask_fcn_logits", "maskiou")
