@@ -359,6 +359,7 @@ class InstanceEvaluator:
         image_ids = sorted(self._image_ids)
         results = {}
         self._summaries = {}
+        self.coco_evals = {}  # {"box"|"mask": accumulated COCOeval}, for evaluation.plots
         for iou_type in self.iou_types:
             prefix = IOU_TYPES[iou_type]
             coco_dt = self._load_results(coco_gt, self._detections[iou_type])
@@ -372,6 +373,7 @@ class InstanceEvaluator:
                 evaluator.accumulate()
                 evaluator.summarize()
             self._summaries[iou_type] = text.getvalue()
+            self.coco_evals[prefix] = evaluator
             stat_index = _KEYPOINT_STAT_INDEX if iou_type == "keypoints" else _STAT_INDEX
             for suffix, index in stat_index.items():
                 results[f"{prefix}_{suffix}"] = _nan_if_missing(evaluator.stats[index])

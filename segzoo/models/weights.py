@@ -25,6 +25,8 @@ class WeightLoadReport:
         unused_in_source: source layers with weights that the target lacks.
         class_dependent: the target's `class_dependent_layers` (a skip there is
             expected when the class count changes; elsewhere the architectures differ).
+    Names are layer paths: a composite layer whose shapes differ is matched
+    sublayer by sublayer ("roi_heads/box_predictor/cls_score").
     """
 
     loaded: list = dataclasses.field(default_factory=list)
@@ -33,11 +35,13 @@ class WeightLoadReport:
     unused_in_source: list = dataclasses.field(default_factory=list)
     class_dependent: tuple = ()
 
+    def is_class_dependent(self, name) -> bool:
+        return any(name == layer or name.startswith(layer + "/") for layer in self.class_dependent)
+
     def __str__(self):
         lines = [f"loaded {len(self.loaded)} layers by name"]
         for name, (target, source) in self.skipped_mismatched.items():
-            leaf = name.rsplit("/", 1)[-1]  # composite layers report "roi_heads/box_predictor"
-            why = "class count differs" if leaf in self.class_dependent else "architecture differs"
+            why = "class count differs" if self.is_class_dependent(name) else "architecture differs"
             lines.append(f"  skipped {name}: shapes {target} here, {source} in the source ({why})")
         if self.missing_in_source:
             lines.append(f"  not in the source (kept initialisation): "
@@ -103,7 +107,7 @@ def load_weights_by_name(model, source, skip_mismatched=True, verbose=True) -> W
         from segzoo.models.base import load_checkpoint
 
         source = load_checkpoint(source)
-    report = WeightLoadReport(class_dependent=tuple(getattr(model, "class_dependent_layers", ())))
+    report = WeightLoadReport(class_dependent=tuple(model.class_dependent_layers))
     _copy_by_name(model, source, skip_mismatched, report, prefix="")
     if not report.loaded:
         raise ValueError(

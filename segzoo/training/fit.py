@@ -33,8 +33,11 @@ import numpy as np
 
 from segzoo.training.distribute import get_strategy, keras_multi_worker_fixes, worker_info
 from segzoo.training.optimizers import build_training_optimizer
-from segzoo.training.run_callbacks import build_callbacks
+from segzoo.training.plot_callback import evaluation_plots_callback
+from segzoo.training.precision import resolve_precision, set_precision
+from segzoo.training.run_callbacks import build_callbacks, tensorboard_available
 from segzoo.training.setup import build_model, config_value, resolve_recipe
+from segzoo.training.task_data import task_data_args
 from segzoo.training.tasks import get_task
 
 
@@ -72,7 +75,8 @@ def train(config, *, extra_callbacks=()) -> TrainResult:
             `steps_per_epoch`, `batch_size`, `image_size`, `learning_rate`,
             `optimizer`, `out`, `model_args` ({name: value}) or `model_arg`
             ([(name, value)]), `init_from`, `trainable_layers`, `strategy`,
-            `mixed_precision`, `jit_compile`, `seed`, `time_limit` (minutes), `verbose`.
+            `precision` (float32 | bfloat16 | float16), `mixed_precision` (= float16),
+            `jit_compile`, `seed`, `time_limit` (minutes), `verbose`.
         extra_callbacks: more Keras callbacks (appended after segzoo's).
 
     Raises:
@@ -94,7 +98,8 @@ def train(config, *, extra_callbacks=()) -> TrainResult:
     verbose = get("verbose") or ("auto" if sys.stdout.isatty() else 2)
     keras.utils.set_random_seed(seed)
 
-    info = segzoo.data.get_info(recipe.data, data_dir=data_dir, **recipe.data_args)
+    info = segzoo.data.get_info(recipe.data, data_dir=data_dir,
+                                **task_data_args(recipe.data, spec.task, recipe.data_args))
     if info.task != spec.task:
         raise ValueError(
             f"model {model_name!r} is a {spec.task} model but dataset {recipe.data!r} is "
@@ -107,9 +112,8 @@ def train(config, *, extra_callbacks=()) -> TrainResult:
         backup_dir = os.path.join(backup_dir, f"worker_{worker_index}")
     resuming = os.path.isdir(backup_dir)
 
-    previous_policy = keras.mixed_precision.dtype_policy()
-    if get("mixed_precision"):
-        keras.mixed_precision.set_dtype_policy("mixed_float16")
+    precision = resolve_precision(get("precision"), get("mixed_precision"))
+    previous_policy = set_precision(precision)
     try:
         with strategy.scope():
             model = build_model(model_name, info, recipe.model_args)
@@ -152,15 +156,19 @@ def train(config, *, extra_callbacks=()) -> TrainResult:
                        for k, v in dataclasses.asdict(recipe).items()},
             "class_names": list(model.class_names), "strategy": get("strategy") or "default",
             "replicas": strategy.num_replicas_in_sync,
-            "mixed_precision": bool(get("mixed_precision")), "jit_compile": jit,
+            "mixed_precision": precision == "float16", "precision": precision, "jit_compile": jit,
             "seed": seed, "steps_per_epoch": epoch_steps,
         }
         task_callbacks = []
         if val_ds is not None:
             task_callbacks = task.callbacks(info, recipe.data, data_dir, recipe.val_split)
+        plots = []  # the evaluation figures of the best checkpoint, in TensorBoard at the end
+        if val_ds is not None and is_chief and tensorboard_available():
+            plots = [evaluation_plots_callback(out, recipe, data_dir, info, spec.task)]
         run = build_callbacks(out, backup_dir, task=task, run_info=run_info, val_ds=val_ds,
                               task_callbacks=task_callbacks, time_limit=get("time_limit"),
-                              is_chief=is_chief, resuming=resuming, extra=extra_callbacks)
+                              is_chief=is_chief, resuming=resuming,
+                              extra=[*plots, *extra_callbacks])
         if is_chief:
             print(f"segzoo train: {model_name} on {recipe.data} (recipe {recipe.name}), "
                   f"{recipe.epochs} epochs x {epoch_steps} steps, batch {recipe.batch_size}, "

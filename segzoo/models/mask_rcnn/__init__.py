@@ -13,4 +13,3 @@ from segzoo.models.mask_rcnn.model import MaskRCNN  # noqa: F401
 from segzoo.models.mask_rcnn.roi_heads import RoIHeads  # noqa: F401
 from segzoo.models.mask_rcnn.rpn import RegionProposalNetwork  # noqa: F401
 from segzoo.models.mask_rcnn.transform import DetectionTransform  # noqa: F401
-
