@@ -125,7 +125,7 @@ def _reals(wire, value, dtype, chunks):
     """Appends a packed (length-delimited) or unpacked (one fixed-width value) run of reals."""
     if wire not in (_BYTES, _FIXED32 if dtype == "<f4" else _FIXED64):
         raise _WireError(f"blob data with wire type {wire}")
-    chunks.append(np.frombuffer(bytes(value), dtype=dtype))
+    chunks.append(np.frombuffer(value, dtype=dtype))
 
 
 def _blob(buf):
@@ -142,9 +142,8 @@ def _blob(buf):
             _reals(wire, value, "<f8", doubles)
         elif number in (1, 2, 3, 4) and wire == _VARINT:
             legacy[number] = _signed64(value)
-    data = np.concatenate(floats) if floats else (
-        np.concatenate(doubles) if doubles else np.zeros((0,), "<f4"))
-    data = data.astype(np.float32)
+    chunks = floats or doubles or [np.zeros((0,), "<f4")]
+    data = (np.concatenate(chunks) if len(chunks) > 1 else chunks[0]).astype(np.float32)
     if not dims:
         # The deprecated 4-D (num, channels, height, width): an inner-product weight is
         # (1, 1, O, I) and a bias (1, 1, 1, O); drop the leading ones as Caffe's reshape does.

@@ -281,7 +281,10 @@ def _load_legacy(path):
             if key not in unpickler._storages:
                 raise ValueError(f"{path!r}: storage {key} has no tensor")
             storage = unpickler._storages[key]
-            (count,) = struct.unpack("<q", f.read(8))
+            header = f.read(8)
+            if len(header) != 8:
+                raise ValueError(f"{path!r}: storage {key} is truncated")
+            (count,) = struct.unpack("<q", header)
             size = count * _itemsize(storage.dtype)
             raw = f.read(size)
             if len(raw) != size:
