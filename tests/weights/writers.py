@@ -102,7 +102,14 @@ def write_caffemodel(path, layers, name="net"):
 
 def fcn_caffe_layers(arch, num_classes=21, seed=0):
     """Random voc-fcn{32,16,8}s blobs in Caffe's layout: [(name, type, [blobs])]."""
-    rng = np.random.default_rng(seed)
+    generator = np.random.default_rng(seed)
+
+    class _Uniform:  # uniform in [-0.5, 0.5): 4x faster than normals for 134 M values
+        @staticmethod
+        def standard_normal(shape, dtype):
+            return generator.random(shape, dtype=dtype) - dtype(0.5)
+
+    rng = _Uniform()
     layers, channels = [], 3
     for block, (filters, count) in enumerate(((64, 2), (128, 2), (256, 3), (512, 3), (512, 3)), 1):
         for i in range(1, count + 1):
