@@ -46,6 +46,39 @@ def _layers_with_weights(model) -> dict:
     return {layer.name: layer for layer in model.layers if layer.weights}
 
 
+def _sublayers_with_weights(layer) -> dict:
+    return {sub.name: sub for sub in layer._flatten_layers(include_self=False, recursive=False) if sub.weights}
+
+
+def _copy_by_name(model, source, skip_mismatched, report, prefix):
+    """Copies layer by layer; a composite layer whose shapes differ is matched sublayer by sublayer
+    (e.g. a detector's RoI heads: the class-independent heads load, the predictors are skipped)."""
+    target_layers = _layers_with_weights(model) if not prefix else _sublayers_with_weights(model)
+    source_layers = _layers_with_weights(source) if not prefix else _sublayers_with_weights(source)
+    for name, layer in target_layers.items():
+        path = prefix + name
+        if name not in source_layers:
+            report.missing_in_source.append(path)
+            continue
+        values = source_layers[name].get_weights()
+        target_shapes = [tuple(w.shape) for w in layer.weights]
+        source_shapes = [tuple(v.shape) for v in values]
+        if target_shapes != source_shapes:
+            if _sublayers_with_weights(layer) and _sublayers_with_weights(source_layers[name]):
+                _copy_by_name(layer, source_layers[name], skip_mismatched, report, prefix=path + "/")
+                continue
+            if not skip_mismatched:
+                raise ValueError(
+                    f"layer {path!r}: weight shapes {target_shapes} in the model but "
+                    f"{source_shapes} in the source; pass skip_mismatched=True to skip it"
+                )
+            report.skipped_mismatched[path] = (target_shapes, source_shapes)
+            continue
+        layer.set_weights(values)
+        report.loaded.append(path)
+    report.unused_in_source += [prefix + name for name in source_layers if name not in target_layers]
+
+
 def load_weights_by_name(model, source, skip_mismatched=True, verbose=True) -> WeightLoadReport:
     """Copies weights from `source` into `model`, layer by layer, where names match.
 
@@ -65,27 +98,8 @@ def load_weights_by_name(model, source, skip_mismatched=True, verbose=True) -> W
         from segzoo.models.base import load_checkpoint
 
         source = load_checkpoint(source)
-    target_layers = _layers_with_weights(model)
-    source_layers = _layers_with_weights(source)
     report = WeightLoadReport()
-    for name, layer in target_layers.items():
-        if name not in source_layers:
-            report.missing_in_source.append(name)
-            continue
-        values = source_layers[name].get_weights()
-        target_shapes = [tuple(w.shape) for w in layer.weights]
-        source_shapes = [tuple(v.shape) for v in values]
-        if target_shapes != source_shapes:
-            if not skip_mismatched:
-                raise ValueError(
-                    f"layer {name!r}: weight shapes {target_shapes} in the model but "
-                    f"{source_shapes} in the source; pass skip_mismatched=True to skip it"
-                )
-            report.skipped_mismatched[name] = (target_shapes, source_shapes)
-            continue
-        layer.set_weights(values)
-        report.loaded.append(name)
-    report.unused_in_source = [name for name in source_layers if name not in target_layers]
+    _copy_by_name(model, source, skip_mismatched, report, prefix="")
     if not report.loaded:
         raise ValueError(
             f"no layer of {model.name!r} matches a layer of {source.name!r} by name and shape; "
