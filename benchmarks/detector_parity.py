@@ -117,17 +117,18 @@ def compare(theirs, ours, threshold=0.3):
     return rows
 
 
-def segzoo_side(arch, work, images):
+def segzoo_side(arch, work, images, reuse=False):
     import tensorflow as tf
 
     from segzoo import cli
     from segzoo.models.base import load_checkpoint
 
     out = os.path.join(work, f"{arch}.keras")
-    code = cli.main(["convert", "--from", "torchvision", "--arch", arch,
-                     "--weights", os.path.join(work, f"{arch}.pth"), "--out", out])
-    if code:
-        raise SystemExit(code)
+    if not (reuse and os.path.isfile(out)):
+        code = cli.main(["convert", "--from", "torchvision", "--arch", arch,
+                         "--weights", os.path.join(work, f"{arch}.pth"), "--out", out])
+        if code:
+            raise SystemExit(code)
     model = load_checkpoint(out)
     all_rows = []
     for name in images:
@@ -161,6 +162,8 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--images", type=int, default=len(PHOTOS))
     parser.add_argument("--out", default=None, help="work directory (default: a temporary one)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="reuse the torchvision outputs and converted model already in --out")
     parser.add_argument("--torch-side", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.torch_side:
@@ -171,14 +174,19 @@ def main(argv=None):
     for arch in archs:
         work = args.out or tempfile.mkdtemp(prefix="segzoo-parity-")
         os.makedirs(work, exist_ok=True)
-        child = subprocess.run([args.torch_python, os.path.abspath(__file__), "--arch", arch, "--seed",
-                                str(args.seed), "--images", str(args.images), "--torch-side", work],
-                               capture_output=True, text=True)
-        if child.returncode:
-            print(f"torchvision side failed:\n{child.stderr[-3000:]}")
-            return 1
-        info = json.loads(child.stdout.strip().splitlines()[-1])
-        rows = np.array(segzoo_side(arch, work, list(info["images"])), np.float64)
+        info_path = os.path.join(work, f"{arch}_torchvision.json")
+        if not (args.reuse and os.path.isfile(info_path)):
+            child = subprocess.run([args.torch_python, os.path.abspath(__file__), "--arch", arch, "--seed",
+                                    str(args.seed), "--images", str(args.images), "--torch-side", work],
+                                   capture_output=True, text=True)
+            if child.returncode:
+                print(f"torchvision side failed:\n{child.stderr[-3000:]}")
+                return 1
+            with open(info_path, "w") as f:
+                f.write(child.stdout.strip().splitlines()[-1])
+        with open(info_path) as f:
+            info = json.load(f)
+        rows = np.array(segzoo_side(arch, work, list(info["images"]), args.reuse), np.float64)
         if not len(rows):
             print(f"{arch}: no torchvision detection >= 0.3 to compare; FAILED (weights not alive)")
             failed = True

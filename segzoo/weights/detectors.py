@@ -231,10 +231,12 @@ def convert_detector(arch, weights, out=None, verbose=True):
         from segzoo.models.base import load_checkpoint
 
         loaded = load_checkpoint(out)
-        have = {v.path: v.numpy() for v in loaded.weights}
-        for variable in model.weights:
-            if not np.array_equal(have[variable.path], variable.numpy()):
-                raise RuntimeError(f"{out}: {variable.path} differs after writing")
+        if len(loaded.weights) != len(model.weights):
+            raise RuntimeError(f"{out}: {len(loaded.weights)} variables read back, "
+                               f"{len(model.weights)} written")
+        for mine, back in zip(model.weights, loaded.weights, strict=True):
+            if mine.shape != back.shape or not np.array_equal(mine.numpy(), back.numpy()):
+                raise RuntimeError(f"{out}: {mine.path} differs after writing")
         if verbose:
             print(f"{source}: {sum(len(a) for _, a in pairs)} tensors -> {out} ({arch}, "
                   f"{model.roi_heads.num_classes} classes)")
