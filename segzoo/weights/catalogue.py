@@ -279,6 +279,19 @@ def resolve_checkpoint(value):
     return get(item.name)
 
 
-def imagenet_resnet_path(depth):
-    """`backbone_weights="imagenet"` for a torchvision-layout ResNet: the converted cache file."""
-    return get(f"resnet{depth}_imagenet")
+def imagenet_resnet_path(depth, layout="torchvision"):
+    """`backbone_weights="imagenet"` from torchvision's ImageNet file, converted once into the cache.
+
+    Used for ResNet-18/34 (Keras has no ImageNet weights for them) and for any
+    torchvision-layout ResNet. Raises ValueError for the keras layout (the
+    torchvision tensors need the v1.5 layout: bias-free convs, torch
+    normalisation) and FileNotFoundError (one line) when offline and absent.
+    """
+    name = f"resnet{depth}_imagenet"
+    if name not in CATALOGUE:
+        raise ValueError(f"weights='imagenet' for layout='torchvision': torchvision ImageNet weights "
+                         f"are catalogued for ResNet-18/34/50/101, not ResNet-{depth}")
+    if layout != "torchvision":
+        raise ValueError(f"ResNet-{depth} ImageNet weights are torchvision's: build the backbone with "
+                         "layout='torchvision' (Mask R-CNN: backbone_layout='torchvision')")
+    return get(name, verbose=False)
