@@ -34,10 +34,6 @@ class _RoILayer(keras.layers.Layer):
         self.output_size = _output_size(output_size)
 
     def compute_output_shape(self, features_shape, boxes_shape, box_indices_shape=None):
-        if isinstance(features_shape, dict):
-            features_shape = list(features_shape.values())
-        if isinstance(features_shape, (list, tuple)) and isinstance(features_shape[0], (list, tuple)):
-            features_shape = features_shape[0]
         return (boxes_shape[0], *self.output_size, features_shape[-1])
 
     def get_config(self):

@@ -26,8 +26,8 @@ import math
 
 import tensorflow as tf
 
-IGNORE_LABEL = 255
-IMAGENET_MEAN_RGB = (123.68, 116.78, 103.94)
+from segzoo.conventions import IGNORE_LABEL, IMAGENET_MEAN_RGB
+
 AUTOTUNE = tf.data.AUTOTUNE
 
 

@@ -15,7 +15,7 @@ import dataclasses
 import difflib
 from collections.abc import Callable
 
-IGNORE_LABEL = 255
+from segzoo.conventions import IGNORE_LABEL  # noqa: F401  (re-exported)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-IGNORE_LABEL = 255
+from segzoo.conventions import IGNORE_LABEL  # noqa: F401  (re-exported)
 
 
 def _open_image(path, noun, action, expected, read):

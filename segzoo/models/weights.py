@@ -23,17 +23,26 @@ class WeightLoadReport:
         missing_in_source: target layers with weights that the source lacks
             (they keep their initialisation).
         unused_in_source: source layers with weights that the target lacks.
+        class_dependent: the target's `class_dependent_layers` (a skip there is
+            expected when the class count changes; elsewhere the architectures differ).
+    Names are layer paths: a composite layer whose shapes differ is matched
+    sublayer by sublayer ("roi_heads/box_predictor/cls_score").
     """
 
     loaded: list = dataclasses.field(default_factory=list)
     skipped_mismatched: dict = dataclasses.field(default_factory=dict)
     missing_in_source: list = dataclasses.field(default_factory=list)
     unused_in_source: list = dataclasses.field(default_factory=list)
+    class_dependent: tuple = ()
+
+    def is_class_dependent(self, name) -> bool:
+        return any(name == layer or name.startswith(layer + "/") for layer in self.class_dependent)
 
     def __str__(self):
         lines = [f"loaded {len(self.loaded)} layers by name"]
         for name, (target, source) in self.skipped_mismatched.items():
-            lines.append(f"  skipped {name}: shapes {target} here, {source} in the source")
+            why = "class count differs" if self.is_class_dependent(name) else "architecture differs"
+            lines.append(f"  skipped {name}: shapes {target} here, {source} in the source ({why})")
         if self.missing_in_source:
             lines.append(f"  not in the source (kept initialisation): "
                          f"{', '.join(self.missing_in_source)}")
@@ -98,7 +107,7 @@ def load_weights_by_name(model, source, skip_mismatched=True, verbose=True) -> W
         from segzoo.models.base import load_checkpoint
 
         source = load_checkpoint(source)
-    report = WeightLoadReport()
+    report = WeightLoadReport(class_dependent=tuple(model.class_dependent_layers))
     _copy_by_name(model, source, skip_mismatched, report, prefix="")
     if not report.loaded:
         raise ValueError(

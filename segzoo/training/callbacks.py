@@ -40,7 +40,7 @@ def save_model_atomic(model: keras.Model, path: str) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}.keras")
-    optimizer = getattr(model, "optimizer", None)
+    optimizer = model.optimizer if model.compiled else None
     try:
         if optimizer is not None:
             model.optimizer = None

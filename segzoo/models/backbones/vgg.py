@@ -19,12 +19,15 @@ import h5py
 import keras
 import numpy as np
 
+from segzoo.models.backbones.preprocessing import (  # noqa: F401  (CAFFE_BGR_MEAN: re-exported)
+    CAFFE_BGR_MEAN,
+    ImageNormalization,
+)
+
 VGG16_BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
 VGG16_CONV_LAYERS = tuple(
     f"block{b}_conv{i}" for b, (_, n) in enumerate(VGG16_BLOCKS, start=1) for i in range(1, n + 1)
 )
-# ImageNet mean in BGR order, in [0, 255]: the "caffe" preprocessing of keras.applications.vgg16.
-CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 
 WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
 WEIGHTS_FILE_TOP = "vgg16_weights_tf_dim_ordering_tf_kernels.h5"
@@ -35,38 +38,32 @@ WEIGHTS_HASH = {
 }
 
 
-@keras.saving.register_keras_serializable(package="segzoo")
-class CaffeVGGPreprocess(keras.layers.Layer):
-    """VGG16 "caffe" preprocessing: RGB -> BGR, subtract the ImageNet BGR mean.
-
-    Call: images float [B, H, W, 3] RGB in [0, 255] -> float [B, H, W, 3] BGR, mean-free.
-    """
-
-    def call(self, inputs):
-        mean = keras.ops.convert_to_tensor(CAFFE_BGR_MEAN, dtype=inputs.dtype)
-        return keras.ops.flip(inputs, axis=-1) - mean
-
-
-def vgg16_features(images, *, pad=100, include_fc=True, dropout_rate=0.5) -> dict:
+def vgg16_features(images, *, pad=100, include_fc=True, dropout_rate=0.5, base_filters=64,
+                   fc_channels=4096) -> dict:
     """Applies VGG16 (Caffe FCN layout) to `images`, returns its feature pyramid.
 
     Args:
-        images: preprocessed float tensor [B, H, W, 3] (see `CaffeVGGPreprocess`).
+        images: preprocessed float tensor [B, H, W, 3] (`ImageNormalization("caffe")`: BGR, mean-free).
         pad: zeros added on every side before `block1_conv1` (a valid 3x3 conv):
             100 is FCN's `conv1_1 pad=100`; 0 gives plain VGG16 with "same" convs
             (then `block1_conv1` pads by 1 itself).
         include_fc: adds `fc6` (7x7 valid conv, 4096, ReLU, dropout) and `fc7`
             (1x1 conv, 4096, ReLU, dropout).
         dropout_rate: rate of the dropout after fc6 and fc7 (`drop6`, `drop7`).
+        base_filters: channels of block 1 (64 = VGG16); the blocks have
+            base_filters * (1, 2, 4, 8, 8). Narrower nets (e.g. 8) are for CPU
+            experiments (`segzoo ablate fcn`); ImageNet weights need 64.
+        fc_channels: channels of fc6 and fc7 (4096 = VGG16).
     Returns:
         dict of tensors: "pool1" .. "pool5" (strides 2 .. 32 of the padded
-        input, channels 64, 128, 256, 512, 512) and, with include_fc, "fc7".
+        input, channels base_filters * (1, 2, 4, 8, 8)) and, with include_fc, "fc7".
     """
     x = images
     if pad:
         x = keras.layers.ZeroPadding2D(pad, name="block1_pad")(x)
     features = {}
     for block, (filters, num_convs) in enumerate(VGG16_BLOCKS, start=1):
+        filters = filters * int(base_filters) // 64
         for i in range(1, num_convs + 1):
             padding = "valid" if (block, i) == (1, 1) and pad else "same"
             x = keras.layers.Conv2D(filters, 3, padding=padding, activation="relu",
@@ -74,9 +71,9 @@ def vgg16_features(images, *, pad=100, include_fc=True, dropout_rate=0.5) -> dic
         x = keras.layers.MaxPooling2D(2, strides=2, padding="same", name=f"block{block}_pool")(x)
         features[f"pool{block}"] = x
     if include_fc:
-        x = keras.layers.Conv2D(4096, 7, padding="valid", activation="relu", name="fc6")(x)
+        x = keras.layers.Conv2D(fc_channels, 7, padding="valid", activation="relu", name="fc6")(x)
         x = keras.layers.Dropout(dropout_rate, name="drop6")(x)
-        x = keras.layers.Conv2D(4096, 1, padding="valid", activation="relu", name="fc7")(x)
+        x = keras.layers.Conv2D(fc_channels, 1, padding="valid", activation="relu", name="fc7")(x)
         x = keras.layers.Dropout(dropout_rate, name="drop7")(x)
         features["fc7"] = x
     return features
@@ -94,7 +91,7 @@ def vgg16_backbone(*, pad=0, include_fc=False, dropout_rate=0.5, weights=None,
         {"pool1": stride 2, ..., "pool5": stride 32 (, "fc7")}; preprocessing inside.
     """
     images = keras.Input(shape=(None, None, 3), name="images")
-    features = vgg16_features(CaffeVGGPreprocess(name="preprocess")(images), pad=pad,
+    features = vgg16_features(ImageNormalization("caffe", name="preprocess")(images), pad=pad,
                               include_fc=include_fc, dropout_rate=dropout_rate)
     model = keras.Model(images, features, name=name)
     if weights is not None:

@@ -14,6 +14,3 @@ from segzoo.models.mask_rcnn.transform import DetectionTransform  # noqa: F401
 
 # Registers the serialisable parts the builders import lazily, so a `.keras` loads in a fresh process.
 from segzoo.models.mask_rcnn import anchors, box_head, mask_head, matcher, sampler  # noqa: E402,F401
-
-# The layers whose shapes depend on the class count (skipped when fine-tuning).
-CLASS_DEPENDENT_LAYERS = ("cls_score", "bbox_pred", "mask_fcn_logits", "maskiou")

@@ -32,7 +32,7 @@ import keras
 import tensorflow as tf
 
 from segzoo.blocks.roi_layers import level_of_name
-from segzoo.models.base import resolve_class_names
+from segzoo.models.base import InputSpec, SegmentationModel, resolve_class_names, traced
 from segzoo.models.mask_rcnn import postprocess
 from segzoo.models.mask_rcnn.keypoint_names import resolve_keypoint_metadata
 
@@ -46,7 +46,7 @@ def _deserialize(value):
 
 
 @keras.saving.register_keras_serializable(package="segzoo")
-class MaskRCNN(keras.Model):
+class MaskRCNN(SegmentationModel, keras.Model):
     """Two-stage detector: backbone -> FPN -> RPN -> RoI heads, with an input/output transform.
 
     Args:
@@ -66,8 +66,12 @@ class MaskRCNN(keras.Model):
     """
 
     task = "instance"
-    # Layers (inside `roi_heads`) whose shapes depend on the class count: skipped when fine-tuning.
-    class_dependent_layers = ("box_predictor", "mask_predictor", "maskiou_predictor")
+    # Layers whose shapes depend on the class count (skipped when fine-tuning), as paths
+    # "parent/child": `load_weights_by_name` matches the composite `roi_heads` sublayer by sublayer.
+    class_dependent_layers = ("roi_heads/box_predictor", "roi_heads/mask_predictor", "roi_heads/maskiou_predictor")
+    # Static shapes and XLA-kernel ops only (padded NMS, gather-based RoIAlign): inference and
+    # the losses compile with jit_compile=True -- keypoint models excepted (set per instance).
+    supports_jit = True
 
     def __init__(self, backbone, fpn, rpn, roi_heads, transform=None, class_names=None, category_ids=None,
                  keypoint_names=None, keypoint_skeleton=None, seed=None, **kwargs):
@@ -86,8 +90,7 @@ class MaskRCNN(keras.Model):
         if category_ids is not None and len(category_ids) != num_classes:
             raise ValueError(f"category_ids has {len(category_ids)} entries but num_classes={num_classes}")
         self.class_names = resolve_class_names(class_names, num_classes + 1)
-        self.category_ids = [int(c) for c in category_ids] if category_ids is not None else list(
-            range(1, num_classes + 1))
+        self.category_ids = category_ids  # validated by the contract (None = 1..K)
         self.keypoint_names, self.keypoint_skeleton = resolve_keypoint_metadata(
             self.roi_heads.num_keypoints, keypoint_names, keypoint_skeleton)
         self.seed = seed
@@ -96,12 +99,11 @@ class MaskRCNN(keras.Model):
         self.has_keypoints = self.roi_heads.has_keypoints
         self.has_mask_scores = self.roi_heads.has_mask_scores
         self.num_keypoints = self.roi_heads.num_keypoints
-        # Static shapes and XLA-kernel ops only (padded NMS, gather-based RoIAlign): inference and
-        # the losses compile with jit_compile=True -- except the keypoint decoding (per-box sizes).
-        self.supports_jit = not self.has_keypoints
+        # The keypoint decoding resizes each heatmap to its box's size: no XLA.
+        if self.has_keypoints:
+            self.supports_jit = False
         self.loss_names = RPN_LOSSES + self.roi_heads.loss_names
         self.seed_generator = keras.random.SeedGenerator(seed, name="sampler_seed")
-        self._inference_fn = None
         self.loss_trackers = {name: keras.metrics.Mean(name=name) for name in ("loss", *self.loss_names)}
         self._build_layers()
 
@@ -160,11 +162,13 @@ class MaskRCNN(keras.Model):
         """
         images = tf.cast(images, tf.float32)
         if tf.executing_eagerly():
-            if self._inference_fn is None:
-                self._inference_fn = tf.function(
-                    self._inference, input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
-            return self._inference_fn(images)
+            return traced(self, "inference", self._inference,
+                          input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])(images)
         return self._inference(images)
+
+    @property
+    def training_input_spec(self) -> InputSpec:
+        return InputSpec(min_size=self.min_size, max_size=self.max_size)
 
     def _inference(self, images):
         height, width = tf.shape(images)[1], tf.shape(images)[2]

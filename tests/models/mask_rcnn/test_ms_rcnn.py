@@ -97,3 +97,14 @@ def test_ms_rcnn_fits_one_step_and_reports_maskiou(model):
 def test_mask_scoring_needs_masks():
     with pytest.raises(ValueError, match="mask_scoring"):
         segzoo.get_model("mask_rcnn", num_classes=2, backbone="resnet18", mask_scoring=True, masks=False)
+
+
+@pytest.mark.slow
+def test_ms_rcnn_inference_and_losses_compile_with_xla():
+    model = segzoo.get_model("ms_rcnn", **SCORING)
+    assert model.supports_jit
+    images, targets = batch()
+    out = tf.function(lambda x: model(x, training=False), jit_compile=True)(tf.constant(images[:1]))
+    assert out["mask_scores"].shape == (1, 10) and out["masks"].shape == (1, 10, 64, 64)
+    values = tf.function(lambda x, t: model.compute_losses(x, t), jit_compile=True)(images, targets)
+    assert all(np.isfinite(float(v)) for v in values.values()) and float(values["maskiou"]) >= 0
