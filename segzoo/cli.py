@@ -7,6 +7,8 @@
                    [--tta flip[,scales=...]] [--resume]
     segzoo export --checkpoint CKPT --out PATH [--format saved_model|tflite|onnx]
     segzoo demo
+    segzoo ablate mask_rcnn|fcn [--data shapes] [--minutes M] [--epochs N] [--studies ...]
+                  [--seeds S] --out DIR
 
 This module only parses arguments; each subcommand's work lives in
 `segzoo.commands.<subcommand>.run(args) -> int`, imported when it is called so
@@ -137,6 +139,22 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="train, evaluate and predict on the built-in shapes set")
     demo.add_argument("--out", default="demo_out")
     demo.add_argument("--minutes", type=float, default=5.0)
+
+    ab = sub.add_parser("ablate", help="rerun the seed's ablation studies (Mask R-CNN, FCN)")
+    ab.add_argument("family", choices=["mask_rcnn", "fcn"], help="which paper's ablations")
+    ab.add_argument("--data", default="shapes", help="dataset (default shapes, built in)")
+    ab.add_argument("--data-dir", default=None)
+    ab.add_argument("--minutes", type=float, default=None,
+                    help="whole budget, split evenly over runs x seeds (default 40 mask_rcnn, 30 fcn)")
+    ab.add_argument("--epochs", type=int, default=None, help="train every run N epochs instead")
+    ab.add_argument("--steps-per-epoch", type=int, default=None)
+    ab.add_argument("--studies", nargs="+", default=None, metavar="STUDY",
+                    help="studies (comma or space separated; default all)")
+    ab.add_argument("--seeds", type=int, default=1, help="seeds per variant (mean and spread)")
+    ab.add_argument("--eval-images", type=int, default=None,
+                    help="evaluate on the first N val images (default all)")
+    ab.add_argument("--out", default=None,
+                    help="output directory (default runs/ablate-mrcnn or runs/ablate-fcn)")
 
     # Every subcommand also takes --verbose (`segzoo train ... --verbose`); SUPPRESS keeps
     # a `segzoo --verbose train` given before the subcommand.

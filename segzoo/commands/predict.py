@@ -70,6 +70,8 @@ def run(args) -> int:
     tile, overlap = tiling_options(args)
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if tile is not None:  # asked for large images: lift PIL's decompression-bomb limit (89 MP)
+        Image.MAX_IMAGE_PIXELS = None
     model = load_checkpoint_at(args.checkpoint, getattr(args, "precision", None))
     predictor = Predictor(model, tile_size=tile, overlap=overlap, tta=tta,
                           score_threshold=args.score_threshold, tile_batch=args.batch_size)

@@ -38,6 +38,7 @@ from segzoo.training.plot_callback import evaluation_plots_callback
 from segzoo.training.precision import resolve_precision, set_precision
 from segzoo.training.run_callbacks import build_callbacks, tensorboard_available
 from segzoo.training.setup import build_model, config_value, resolve_recipe
+from segzoo.training.task_data import task_data_args
 from segzoo.training.tasks import get_task
 
 
@@ -99,7 +100,8 @@ def train(config, *, extra_callbacks=()) -> TrainResult:
     verbose = get("verbose") or ("auto" if sys.stdout.isatty() else 2)
     keras.utils.set_random_seed(seed)
 
-    info = segzoo.data.get_info(recipe.data, data_dir=data_dir, **recipe.data_args)
+    info = segzoo.data.get_info(recipe.data, data_dir=data_dir,
+                                **task_data_args(recipe.data, spec.task, recipe.data_args))
     if info.task != spec.task:
         raise ValueError(
             f"model {model_name!r} is a {spec.task} model but dataset {recipe.data!r} is "
