@@ -195,8 +195,9 @@ def load_checkpoint(path: str | os.PathLike, *, compile: bool = False) -> keras.
         ValueError: the file is not a `.keras` archive or not a segzoo model.
     """
     import segzoo.models  # noqa: F401  (registers the serialisable classes)
+    from segzoo.weights.catalogue import resolve_checkpoint
 
-    path = os.fspath(path)
+    path = resolve_checkpoint(os.fspath(path))  # a `segzoo weights` name -> its converted file
     if os.path.isdir(path):
         path = os.path.join(path, "model.keras")
     if not os.path.exists(path):

@@ -13,3 +13,6 @@ from segzoo.models.mask_rcnn.model import MaskRCNN  # noqa: F401
 from segzoo.models.mask_rcnn.roi_heads import RoIHeads  # noqa: F401
 from segzoo.models.mask_rcnn.rpn import RegionProposalNetwork  # noqa: F401
 from segzoo.models.mask_rcnn.transform import DetectionTransform  # noqa: F401
+
+# Registers the serialisable parts the builders import lazily, so a `.keras` loads in a fresh process.
+from segzoo.models.mask_rcnn import anchors, box_head, mask_head, matcher, sampler  # noqa: E402,F401

@@ -39,7 +39,7 @@ DEFAULTS = {
     "num_classes": 80,
     "backbone": "resnet50", "backbone_weights": None, "backbone_layout": "keras", "freeze_batchnorm": None,
     "trainable_layers": None,
-    "min_size": 800, "max_size": 1333, "image_mean": None, "image_std": None,
+    "min_size": 800, "max_size": 1333, "image_mean": None, "image_std": None, "size_rounding": "round",
     "fpn_channels": 256,
     "anchor_sizes": (32, 64, 128, 256, 512), "aspect_ratios": (0.5, 1.0, 2.0),
     "rpn_pre_nms_top_n_train": 2000, "rpn_pre_nms_top_n_test": 1000,
@@ -84,7 +84,7 @@ CONFIGURES = {
     "keypoint_roi_pooler": _POOLING,
     "keypoint_head": ("keypoint_head_channels", "keypoint_head_layers"),
     "keypoint_predictor": ("num_keypoints",),
-    "transform": ("min_size", "max_size", "image_mean", "image_std"),
+    "transform": ("min_size", "max_size", "image_mean", "image_std", "size_rounding"),
 }
 _RPN_PARTS = ("anchor_generator", "rpn_head", "proposal_generator", "rpn_matcher", "rpn_sampler")
 _ROI_PARTS = ("box_roi_pooler", "box_head", "box_predictor", "box_matcher", "box_sampler", "mask_roi_pooler",
@@ -234,7 +234,7 @@ def build_detector(kwargs, variant=None):
             mask_loss=opt["mask_loss"], mask_threshold=opt["mask_threshold"], name="roi_heads", **branches)
     transform = part["transform"] or DetectionTransform(
         opt["min_size"], opt["max_size"], image_mean=opt["image_mean"], image_std=opt["image_std"],
-        name="transform")
+        size_rounding=opt["size_rounding"], name="transform")
     meta = {key: opt[key] for key in METADATA if key in opt}
     return MaskRCNN(backbone, fpn, rpn, heads, transform, **meta)
 

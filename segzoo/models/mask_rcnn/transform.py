@@ -3,7 +3,8 @@
 Inference: images float32 `[B, H, W, 3]` RGB in [0, 255] are resized
 (bilinear, half-pixel centres) so the short side is `min_size` and the long
 side at most `max_size` (scale = min(min_size / short, max_size / long); new
-sides `round(side * scale)`, at least 1), optionally normalised, and padded
+sides `round(side * scale)`, at least 1; `size_rounding="floor"`: torchvision's
+`floor(side * scale)` with the scale in float64), optionally normalised, and padded
 bottom / right with zeros to a multiple of `size_divisible` (32). Outputs
 (boxes, keypoints) are mapped back to input pixels with the per-axis ratios
 (new_w / W, new_h / H), as torchvision's `resize_boxes` / `resize_keypoints`.
@@ -40,7 +41,7 @@ class DetectionTransform(keras.layers.Layer):
     """
 
     def __init__(self, min_size=800, max_size=1333, size_divisible=32, image_mean=None, image_std=None,
-                 **kwargs):
+                 size_rounding="round", **kwargs):
         kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         self.min_size = int(min_size)
@@ -48,6 +49,9 @@ class DetectionTransform(keras.layers.Layer):
         self.size_divisible = int(size_divisible)
         if self.min_size < 32 or self.max_size < self.min_size:
             raise ValueError(f"need 32 <= min_size <= max_size, got min_size={min_size}, max_size={max_size}")
+        if size_rounding not in ("round", "floor"):
+            raise ValueError(f"size_rounding must be 'round' or 'floor', got {size_rounding!r}")
+        self.size_rounding = size_rounding
         if self.size_divisible < 1:
             raise ValueError(f"size_divisible must be >= 1, got {size_divisible}")
         if (image_mean is None) != (image_std is None):
@@ -76,10 +80,12 @@ class DetectionTransform(keras.layers.Layer):
 
     def resized_size(self, height, width):
         """(new_h, new_w) int32 scalars for an input of `height` x `width`."""
-        h_f, w_f = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+        # "floor": torchvision's interpolate(scale_factor=..., recompute_scale_factor=True), in float64.
+        dtype, rounding = (tf.float64, tf.floor) if self.size_rounding == "floor" else (tf.float32, tf.round)
+        h_f, w_f = tf.cast(height, dtype), tf.cast(width, dtype)
         scale = tf.minimum(self.min_size / tf.minimum(h_f, w_f), self.max_size / tf.maximum(h_f, w_f))
-        new_h = tf.maximum(tf.cast(tf.round(h_f * scale), tf.int32), 1)
-        new_w = tf.maximum(tf.cast(tf.round(w_f * scale), tf.int32), 1)
+        new_h = tf.maximum(tf.cast(rounding(h_f * scale), tf.int32), 1)
+        new_w = tf.maximum(tf.cast(rounding(w_f * scale), tf.int32), 1)
         return new_h, new_w
 
     def call(self, images):
@@ -108,5 +114,5 @@ class DetectionTransform(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(min_size=self.min_size, max_size=self.max_size, size_divisible=self.size_divisible,
-                      image_mean=self.image_mean, image_std=self.image_std)
+                      image_mean=self.image_mean, image_std=self.image_std, size_rounding=self.size_rounding)
         return config
