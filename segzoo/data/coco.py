@@ -39,7 +39,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from segzoo.data import elements, validation
+from segzoo.data import elements, readers
 from segzoo.data.registry import DatasetInfo, check_split, register_dataset
 
 # read_record's outputs, in its order: the instance element plus COCO's crowd flags.
@@ -47,7 +47,7 @@ COCO_ELEMENT = {**elements.INSTANCE, "is_crowd": tf.TensorSpec([None], tf.bool)}
 
 
 def _require_dir(data_dir):
-    data_dir = validation.require_data_dir(
+    data_dir = readers.require_data_dir(
         "coco", data_dir, "annotations/instances_{split}.json and {split}/ image folders"
     )
     if not os.path.isdir(os.path.join(data_dir, "annotations")):
@@ -208,7 +208,7 @@ def decode_masks(annotations, height, width) -> np.ndarray:
 
 def read_record(record):
     """(image, boxes, classes, masks, is_crowd) numpy arrays of one image record."""
-    image = validation.read_image(record["file"])
+    image = readers.read_image(record["file"])
     if image.shape[:2] != (record["height"], record["width"]):
         raise ValueError(
             f"coco: image {record['file']!r} is {image.shape[1]}x{image.shape[0]} (WxH) but "

@@ -30,14 +30,14 @@ import os
 
 import numpy as np
 
-from segzoo.data import elements, validation
+from segzoo.data import elements, readers
 from segzoo.data.registry import IGNORE_LABEL, DatasetInfo, register_dataset
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 
 def _require_dir(data_dir):
-    return validation.require_data_dir(
+    return readers.require_data_dir(
         "folder", data_dir, "{split}/images/NAME.jpg|png and {split}/masks/NAME.png"
     )
 
@@ -99,8 +99,8 @@ def list_pairs(data_dir, split) -> list[tuple[str, str, str]]:
         )
     pairs = []
     for stem in sorted(images):
-        image_hw = validation.image_size(images[stem])
-        mask_hw = validation.image_size(masks[stem])
+        image_hw = readers.image_size(images[stem])
+        mask_hw = readers.image_size(masks[stem])
         if image_hw != mask_hw:
             raise ValueError(
                 f"folder: mask {masks[stem]!r} is {mask_hw[1]}x{mask_hw[0]} (WxH) but image "
@@ -126,7 +126,7 @@ def _inferred_num_classes(data_dir, _mtime):
     largest = -1
     for split in folder_splits(data_dir):
         for _, _, mask_path in list_pairs(data_dir, split):
-            values = np.unique(validation.read_label_png(mask_path))
+            values = np.unique(readers.read_label_png(mask_path))
             values = values[values != IGNORE_LABEL]
             if values.size:
                 largest = max(largest, int(values.max()))
@@ -161,10 +161,10 @@ def folder_info(data_dir=None, *, num_classes=None, **_):
 
 
 def _read_element(image_path, mask_path, num_classes):
-    image = validation.read_image(image_path)
-    mask = validation.read_label_png(mask_path)
-    validation.check_same_size(image, mask, image_path, mask_path)
-    validation.check_labels(mask, num_classes, mask_path)
+    image = readers.read_image(image_path)
+    mask = readers.read_label_png(mask_path)
+    readers.check_same_size(image, mask, image_path, mask_path)
+    readers.check_labels(mask, num_classes, mask_path)
     return image, mask
 
 
