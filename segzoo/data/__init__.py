@@ -5,6 +5,13 @@ info = segzoo.data.get_info("shapes")                 # DatasetInfo
 """
 
 from segzoo.data import coco, folder, shapes, voc, voc_instance  # noqa: F401  (registers)
-from segzoo.data.registry import DatasetInfo, get_info, list_datasets, load, register_dataset
+from segzoo.data.registry import (
+    DatasetInfo,
+    default_splits,
+    get_info,
+    list_datasets,
+    load,
+    register_dataset,
+)
 
-__all__ = ["DatasetInfo", "get_info", "list_datasets", "load", "register_dataset"]
+__all__ = ["DatasetInfo", "default_splits", "get_info", "list_datasets", "load", "register_dataset"]

@@ -1,10 +1,17 @@
-"""`coco`: instance segmentation data in the COCO 2017 layout.
+"""`coco`: instance segmentation data in the COCO format (the 2017 release or your own).
 
     DIR/annotations/instances_{split}.json     COCO-format annotations
-    DIR/{split}/FILE_NAME                      the images ("file_name" of the JSON)
+    DIR/{split}/FILE_NAME                      the images ("file_name" of the JSON;
+                                               also found as DIR/FILE_NAME or
+                                               DIR/images/FILE_NAME)
 
-Splits are the `instances_*.json` files present (`train2017`, `val2017`, or
-your own names). Category ids may be non-contiguous (COCO's 80 classes use ids
+Splits are the `instances_*.json` files present: the COCO release's
+`train2017` / `val2017`, the `train` / `val` of sets exported from CVAT, Label
+Studio or Roboflow, or any other names. Training takes `train2017` and
+`val2017` when those exist, else `train` and `val` (`segzoo.data.default_splits`);
+a split that is not there raises a ValueError listing the annotation files
+found. Images may be JPEG, PNG or TIFF of any bit depth (see
+`segzoo.data.readers`). Category ids may be non-contiguous (COCO's 80 classes use ids
 1..90): they are sorted and mapped to labels 1..K; `DatasetInfo.category_ids`
 maps label k back to `category_ids[k - 1]` for evaluation, and class names come
 from the JSON. Categories are read from the smallest annotation file and must
@@ -40,7 +47,7 @@ import numpy as np
 import tensorflow as tf
 
 from segzoo.data import elements, readers
-from segzoo.data.registry import DatasetInfo, check_split, register_dataset
+from segzoo.data.registry import DatasetInfo, register_dataset
 
 # read_record's outputs, in its order: the instance element plus COCO's crowd flags.
 COCO_ELEMENT = {**elements.INSTANCE, "is_crowd": tf.TensorSpec([None], tf.bool)}
@@ -68,6 +75,22 @@ def coco_splits(data_dir) -> tuple[str, ...]:
             if f.startswith("instances_") and f.endswith(".json")
         )
     )
+
+
+def _annotation_files(data_dir):
+    """The JSON files of DIR/annotations/, for error messages."""
+    directory = os.path.join(data_dir, "annotations")
+    return sorted(f for f in os.listdir(directory) if f.lower().endswith(".json")) or "none"
+
+
+def _check_split(data_dir, split, splits):
+    if split not in splits:
+        raise ValueError(
+            f"coco: no split {split!r}: {os.path.join(data_dir, 'annotations', f'instances_{split}.json')!r} "
+            f"does not exist. Annotation files found in {os.path.join(data_dir, 'annotations')!r}: "
+            f"{_annotation_files(data_dir)}; expected instances_{{split}}.json for the splits "
+            f"used (--train-split / --val-split / --split; available: {list(splits)})."
+        )
 
 
 def _read_json(path):
@@ -100,7 +123,11 @@ def coco_info(data_dir=None, **_):
     data_dir = _require_dir(data_dir)
     splits = coco_splits(data_dir)
     if not splits:
-        raise ValueError(f"coco: no annotations/instances_{{split}}.json files in {data_dir!r}.")
+        raise ValueError(
+            f"coco: no annotations/instances_{{split}}.json files in {data_dir!r} (found: "
+            f"{_annotation_files(data_dir)}); expected e.g. annotations/instances_train.json "
+            "and annotations/instances_val.json."
+        )
     paths = [os.path.join(data_dir, "annotations", f"instances_{s}.json") for s in splits]
     path = min(paths, key=os.path.getsize)
     stat = os.stat(path)
@@ -221,11 +248,21 @@ def read_record(record):
     return image, boxes, classes, decode_masks(anns, *image.shape[:2]), crowd
 
 
+def _find_image(file, image_dir, data_dir):
+    """DIR/{split}/FILE_NAME, else DIR/FILE_NAME, else DIR/images/FILE_NAME; None if none."""
+    relative = os.path.relpath(file, image_dir)
+    for candidate in (file, os.path.join(data_dir, relative),
+                      os.path.join(data_dir, "images", relative)):
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
 def load_coco(split, data_dir=None, **_):
     """One split of a COCO-layout dataset (module doc)."""
     info = coco_info(data_dir)
-    check_split("coco", split, info.splits)
     data_dir = _require_dir(data_dir)
+    _check_split(data_dir, split, info.splits)
     path = os.path.join(data_dir, "annotations", f"instances_{split}.json")
     data = _read_json(path)
     ids, _ = _categories(data, path)
@@ -239,7 +276,12 @@ def load_coco(split, data_dir=None, **_):
     del data
     if not records:
         raise ValueError(f"coco: {path!r} lists no images; expected a non-empty split.")
-    missing = [r["file"] for r in records if not os.path.isfile(r["file"])]
+    missing = []
+    for record in records:
+        file = _find_image(record["file"], image_dir, data_dir)
+        if file is None:
+            missing.append(record["file"])
+        record["file"] = file
     if missing:
         raise ValueError(
             f"coco: {len(missing)} image file(s) of {path!r} are missing, e.g. {missing[0]!r}; "

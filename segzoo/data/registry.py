@@ -120,3 +120,21 @@ def check_split(dataset: str, split: str, splits) -> None:
         raise ValueError(
             f"Dataset {dataset!r} has no split {split!r}; expected one of {tuple(splits)}."
         )
+
+
+TRAIN_SPLIT_NAMES = ("train2017", "train")
+VAL_SPLIT_NAMES = ("val2017", "val", "valid", "validation")
+
+
+def default_splits(splits) -> tuple[str | None, str | None]:
+    """(train, val) among a dataset's `splits` by the usual names; None where absent.
+
+    `train2017` / `val2017` (the COCO release) when `train2017` is there, else
+    `train` and the first of `val`, `valid`, `validation` (the names CVAT,
+    Label Studio and Roboflow exports use). `splits` may be a `DatasetInfo`.
+    """
+    splits = tuple(getattr(splits, "splits", splits))
+    train = next((s for s in TRAIN_SPLIT_NAMES if s in splits), None)
+    vals = VAL_SPLIT_NAMES if train == "train2017" else VAL_SPLIT_NAMES[1:] + VAL_SPLIT_NAMES[:1]
+    val = next((s for s in vals if s in splits), None)
+    return train, val
