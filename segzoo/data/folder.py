@@ -3,7 +3,10 @@
 Layout::
 
     DIR/classes.txt                  optional: one class name a line, line i = class i
-    DIR/{split}/images/NAME.jpg      (or .jpeg / .png) RGB or grayscale images
+    DIR/{split}/images/NAME.jpg      (or .jpeg / .png / .bmp / .tif / .tiff) RGB or
+                                     grayscale images of any bit depth (16-bit and
+                                     single-channel images are percentile-normalised:
+                                     the input rule of `segzoo.data.readers`)
     DIR/{split}/masks/NAME.png       class ids, 255 = ignore; palette PNGs give their
                                      palette indices, grayscale PNGs their values
 
@@ -33,7 +36,7 @@ import numpy as np
 from segzoo.data import elements, readers
 from segzoo.data.registry import IGNORE_LABEL, DatasetInfo, register_dataset
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+IMAGE_EXTENSIONS = readers.IMAGE_EXTENSIONS
 
 
 def _require_dir(data_dir):
@@ -95,7 +98,7 @@ def list_pairs(data_dir, split) -> list[tuple[str, str, str]]:
     if orphans:
         raise ValueError(
             f"folder: {len(orphans)} mask(s) of split {split!r} have no image, e.g. "
-            f"{masks[orphans[0]]!r}; expected an image {orphans[0]}.jpg|png in {image_dir!r}."
+            f"{masks[orphans[0]]!r}; expected an image {orphans[0]}.jpg|png|tif in {image_dir!r}."
         )
     pairs = []
     for stem in sorted(images):

@@ -54,8 +54,28 @@ class ImageHeader:
     channels: int
 
 
-def _is_tiff(path) -> bool:
-    return os.fspath(path).lower().endswith(TIFF_EXTENSIONS)
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
+
+
+def _is_tiff(source) -> bool:
+    """A TIFF by its first bytes (a path or a binary file object)."""
+    if isinstance(source, str):
+        with open(source, "rb") as f:
+            head = f.read(4)
+    else:
+        head = source.read(4)
+        source.seek(0)
+    return head in _TIFF_MAGIC
+
+
+def _source(path_or_bytes, name):
+    """(a path or a BytesIO, the name for messages) of a path or of an image file's bytes."""
+    if isinstance(path_or_bytes, bytes | bytearray):
+        import io
+
+        return io.BytesIO(path_or_bytes), name or "<image bytes>"
+    path = os.fspath(path_or_bytes)
+    return path, name or path
 
 
 def _check_exists(path, noun):
@@ -69,23 +89,26 @@ def _pixel_limit():
     return None if Image.MAX_IMAGE_PIXELS is None else 2 * Image.MAX_IMAGE_PIXELS
 
 
-def _open_pil(path, noun, action, expected, read):
-    """`read(img)` on the PIL image of `path`; ValueError naming the file if it fails."""
+def _open_pil(path, noun, action, expected, read, name=None):
+    """`read(img)` on the PIL image of `path` (or a file object called `name`); ValueError
+    naming the file if it fails."""
     from PIL import Image
 
-    path = os.fspath(path)
-    _check_exists(path, noun)
+    if isinstance(path, str | os.PathLike):
+        path = os.fspath(path)
+        _check_exists(path, noun)
+    shown = name or path
     try:
         with Image.open(path) as img:
             return read(img)
     except Image.DecompressionBombError as e:
         raise ValueError(
-            f"Cannot {action} {path!r}: {e} Pillow refuses images over {_pixel_limit()} pixels "
+            f"Cannot {action} {shown!r}: {e} Pillow refuses images over {_pixel_limit()} pixels "
             "(PIL.Image.MAX_IMAGE_PIXELS x 2); expected a smaller image (split it into tiles)."
         ) from e
     except Exception as e:  # PIL raises many types for corrupt files
         raise ValueError(
-            f"Cannot {action} {path!r} ({type(e).__name__}: {e}); expected {expected}."
+            f"Cannot {action} {shown!r} ({type(e).__name__}: {e}); expected {expected}."
         ) from e
 
 
@@ -112,13 +135,16 @@ def _tiff_layout(shape, axes, path):
     )
 
 
-def _read_tiff(path, header_only=False):
-    """Raw array of a TIFF (tifffile; Pillow when a codec is missing), or its ImageHeader."""
+def _read_tiff(path, header_only=False, name=None):
+    """Raw array of a TIFF (tifffile; Pillow when a codec is missing), or its ImageHeader.
+    `path` may be a binary file object (then `name` names it in messages)."""
     import tifffile
+
+    name = name or path
 
     def cannot(e):
         return ValueError(
-            f"Cannot decode image {path!r} ({type(e).__name__}: {e}); expected a readable TIFF."
+            f"Cannot decode image {name!r} ({type(e).__name__}: {e}); expected a readable TIFF."
         )
 
     try:
@@ -126,22 +152,27 @@ def _read_tiff(path, header_only=False):
             shape, axes = tif.series[0].shape, tif.series[0].axes
     except Exception as e:  # tifffile.TiffFileError, OSError, struct errors...
         raise cannot(e) from e
-    height, width, channels, planar = _tiff_layout(shape, axes, path)
+    height, width, channels, planar = _tiff_layout(shape, axes, name)
     limit = _pixel_limit()
     if limit is not None and height * width > limit:
         raise ValueError(
-            f"TIFF {path!r} is {width}x{height} = {height * width} pixels, more than the "
+            f"TIFF {name!r} is {width}x{height} = {height * width} pixels, more than the "
             f"{limit} pixels an image may have (PIL.Image.MAX_IMAGE_PIXELS x 2); expected a "
             "smaller image (split it into tiles)."
         )
     if header_only:
         return ImageHeader(height, width, channels)
     try:
+        if not isinstance(path, str):
+            path.seek(0)
         with tifffile.TiffFile(path) as tif:
             array = tif.series[0].asarray()
     except Exception as e:
         if "imagecodecs" in str(e):  # "<COMPRESSION.LZW: 5> requires the 'imagecodecs' package"
-            return _open_pil(path, "Image file", "decode image", "a readable TIFF", _pil_array)
+            if not isinstance(path, str):
+                path.seek(0)
+            return _open_pil(path, "Image file", "decode image", "a readable TIFF", _pil_array,
+                             name=name)
         raise cannot(e) from e
     samples = array.size // (height * width)
     if planar:
@@ -164,18 +195,22 @@ def _pil_array(img):
     return np.asarray(img.convert("RGB"))
 
 
-def read_raw_image(path) -> np.ndarray:
+def read_raw_image(path, name=None) -> np.ndarray:
     """The pixels of an image file in their own dtype: [H, W] or [H, W, 3] (alpha dropped).
+
+    `path` may also be the file's bytes (labelme's embedded imageData); `name`
+    then names them in messages.
 
     Raises:
         ValueError: no such file, or it cannot be decoded, is too large, or is a TIFF stack.
     """
-    path = os.fspath(path)
-    _check_exists(path, "Image file")
-    if _is_tiff(path):
-        return _read_tiff(path)
-    return _open_pil(path, "Image file", "decode image",
-                     "a readable JPEG, PNG, BMP or TIFF file", _pil_array)
+    source, name = _source(path, name)
+    if isinstance(source, str):
+        _check_exists(source, "Image file")
+    if _is_tiff(source):
+        return _read_tiff(source, name=name)
+    return _open_pil(source, "Image file", "decode image",
+                     "a readable JPEG, PNG, BMP or TIFF file", _pil_array, name=name)
 
 
 def to_uint8(array) -> np.ndarray:
@@ -218,19 +253,20 @@ def to_channels(image, channels) -> np.ndarray:
     raise ValueError(f"channels must be 1, 3 or None, got {channels!r}")
 
 
-def read_image(path, channels=3) -> np.ndarray:
+def read_image(path, channels=3, name=None) -> np.ndarray:
     """Decode an image file to the model's input: uint8 ``[H, W, channels]``.
 
     JPEG, PNG, BMP and TIFF of any bit depth; 8-bit colour as is, everything
     else percentile-normalised (the module doc's input rule), then gray
     repeated to RGB or colour reduced to luma as `channels` (3, 1 or None =
-    the file's own) asks.
+    the file's own) asks. `path` may also be the bytes of an image file
+    (`name` then names them in messages).
 
     Raises:
         ValueError: no such file; the file cannot be decoded, is over Pillow's decompression-bomb
             limit, or is a TIFF stack; the message names the file.
     """
-    return to_channels(to_uint8(read_raw_image(path)), channels)
+    return to_channels(to_uint8(read_raw_image(path, name)), channels)
 
 
 def image_header(path) -> ImageHeader:

@@ -63,16 +63,29 @@ class _DatasetSpec:
     loader: Callable  # (split, data_dir, **kwargs) -> tf.data.Dataset
     info: Callable  # (data_dir, **kwargs) -> DatasetInfo
     description: str
+    tasks: tuple | None  # views chosen by the task= keyword; None: one fixed task
 
 
 _DATASETS: dict[str, _DatasetSpec] = {}
 
 
-def register_dataset(name: str, *, loader: Callable, info: Callable, description: str = ""):
-    """Register `loader(split, data_dir, **kwargs)` and `info(data_dir, **kwargs)` as `name`."""
+def register_dataset(name: str, *, loader: Callable, info: Callable, description: str = "",
+                     tasks: tuple | None = None):
+    """Register `loader(split, data_dir, **kwargs)` and `info(data_dir, **kwargs)` as `name`.
+
+    `tasks`: for a dataset with several views chosen by a `task=` keyword (shapes,
+    labelme: ("semantic", "instance")); None for a dataset of one task.
+    """
     if name in _DATASETS:
         raise ValueError(f"A dataset named {name!r} is already registered.")
-    _DATASETS[name] = _DatasetSpec(name, loader, info, description)
+    _DATASETS[name] = _DatasetSpec(name, loader, info, description,
+                                   None if tasks is None else tuple(tasks))
+
+
+def dataset_tasks(name: str) -> tuple | None:
+    """The views a dataset offers through `task=` ("semantic", "instance"), or None when it
+    has one task only (then `get_info(name).task` says which)."""
+    return _spec(name).tasks
 
 
 def list_datasets() -> list[str]:
