@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 
@@ -103,12 +104,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # TensorFlow's C++ log repeats a data error's Python traceback at WARNING level before
+    # the one-line message below; keep it quiet unless the user asks (TF_CPP_MIN_LOG_LEVEL=0).
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
     module = importlib.import_module(f"segzoo.commands.{args.command}")
     try:
         return int(module.run(args) or 0)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"segzoo {args.command}: error: {error}", file=sys.stderr)
+    except Exception as error:
+        # Bad input -> one line, exit 2; also when TensorFlow wrapped it (an error in the
+        # data found while tf.data runs: segzoo.data.errors).
+        from segzoo.data.errors import user_error_message
+
+        message = user_error_message(error)
+        if message is None:
+            raise
+        print(f"segzoo {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 
