@@ -31,6 +31,24 @@ def _model_arg(text: str) -> tuple[str, str]:
     return name, value
 
 
+def _image_size(text: str):
+    from segzoo.training.defaults import parse_image_size
+
+    try:
+        return parse_image_size(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def _scale_jitter(text: str):
+    from segzoo.training.defaults import parse_scale_jitter
+
+    try:
+        return parse_scale_jitter(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="segzoo",
@@ -45,15 +63,23 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--recipe", default=None,
                        help="named recipe (default: chosen from MODEL and --data)")
     train.add_argument("--data", default="shapes",
-                       help="dataset: shapes (default, built in), voc, voc_instance, coco, folder")
+                       help="dataset: shapes (default, built in), voc, voc_instance, coco, folder, "
+                            "instance_folder, labelme")
     train.add_argument("--data-dir", default=None, help="dataset directory (see README)")
     train.add_argument("--train-split", default=None, help="training split (recipe default)")
     train.add_argument("--val-split", default=None, help="validation split (recipe default)")
     train.add_argument("--epochs", type=int, default=None)
     train.add_argument("--steps-per-epoch", type=int, default=None)
     train.add_argument("--batch-size", type=int, default=None)
-    train.add_argument("--image-size", type=int, default=None,
-                       help="training resolution: crop size (semantic) or short side (Mask R-CNN)")
+    train.add_argument("--image-size", type=_image_size, default=None, metavar="S[,S...]",
+                       help="training resolution: crop size (semantic) or short side (Mask R-CNN; "
+                            "also its inference min_size; several = multi-scale, inference at "
+                            "the largest)")
+    train.add_argument("--scale-jitter", type=_scale_jitter, default=None, metavar="LOW,HIGH",
+                       help="Mask R-CNN: large-scale jitter (e.g. 0.1,2.0) instead of the "
+                            "short-side resize")
+    train.add_argument("--loss", default=None, choices=["ce", "dice", "focal", "ce+dice"],
+                       help="semantic models: the loss (default: the recipe's, ce)")
     train.add_argument("--learning-rate", type=float, default=None)
     train.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default=None)
     train.add_argument("--out", default=None, help="run directory (default runs/MODEL-DATA)")

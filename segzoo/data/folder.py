@@ -141,6 +141,16 @@ def _inferred_num_classes(data_dir, _mtime):
     return largest + 1
 
 
+@functools.lru_cache(maxsize=16)
+def _image_channels(data_dir, _mtime):
+    """1 when every image of every split is single-channel (file headers), else 3."""
+    for split in folder_splits(data_dir):
+        for _, image_path, _ in list_pairs(data_dir, split):
+            if readers.image_header(image_path).channels != 1:
+                return 3
+    return 1
+
+
 def folder_info(data_dir=None, *, num_classes=None, **_):
     """`DatasetInfo` of a folder dataset (see the module doc for num_classes / names)."""
     data_dir = _require_dir(data_dir)
@@ -160,7 +170,8 @@ def folder_info(data_dir=None, *, num_classes=None, **_):
             f"folder: {os.path.join(data_dir, 'classes.txt')!r} lists {len(names)} classes but "
             f"num_classes={num_classes}; expected one name per class."
         )
-    return DatasetInfo("semantic", num_classes, tuple(names), splits=folder_splits(data_dir))
+    return DatasetInfo("semantic", num_classes, tuple(names), splits=folder_splits(data_dir),
+                       image_channels=_image_channels(data_dir, os.stat(data_dir).st_mtime_ns))
 
 
 def _read_element(image_path, mask_path, num_classes):

@@ -32,6 +32,11 @@ class DatasetInfo:
             ids are not contiguous); None for semantic datasets.
         ignore_label: label value excluded from losses and metrics (255).
         splits: the split names `load` accepts.
+        image_channels: 1 when every image of the dataset is single-channel (gray,
+            16-bit microscopy...), else 3. Elements always hold RGB [H, W, 3] (gray
+            repeated); a 1-channel model takes channel 0 / the luma
+            (`segzoo.data.pipeline.to_channels`), and U-Net's `input_channels`
+            follows this by default.
     """
 
     task: str
@@ -40,6 +45,7 @@ class DatasetInfo:
     category_ids: tuple | None = None
     ignore_label: int = IGNORE_LABEL
     splits: tuple = ()
+    image_channels: int = 3
 
     def __post_init__(self):
         if self.task not in ("semantic", "instance"):
@@ -51,6 +57,8 @@ class DatasetInfo:
                 f"DatasetInfo: {len(self.class_names)} class_names for num_classes="
                 f"{self.num_classes}; expected one name per class."
             )
+        if self.image_channels not in (1, 3):
+            raise ValueError(f"DatasetInfo.image_channels must be 1 or 3, got {self.image_channels}")
         object.__setattr__(self, "class_names", tuple(self.class_names))
         object.__setattr__(self, "splits", tuple(self.splits))
         if self.category_ids is not None:

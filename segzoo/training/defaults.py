@@ -17,6 +17,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
+
 from segzoo.training.recipes import Recipe
 
 # Mask R-CNN's min_size : max_size in the paper and torchvision (800 : 1333).
@@ -51,6 +53,37 @@ def parse_image_size(text):
 def largest_size(image_size) -> int:
     """The largest of an `image_size` (int or tuple): the inference scale."""
     return int(max(image_size)) if isinstance(image_size, list | tuple) else int(image_size)
+
+
+def parse_scale_jitter(text):
+    """`--scale-jitter LOW,HIGH` -> (low, high) floats (e.g. "0.1,2.0").
+
+    Raises:
+        ValueError: not two numbers with 0 < low <= high.
+    """
+    try:
+        values = tuple(float(v) for v in str(text).split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 2 or not 0 < values[0] <= values[1]:
+        raise ValueError(f"--scale-jitter expects LOW,HIGH with 0 < LOW <= HIGH (e.g. 0.1,2.0), "
+                         f"got {text!r}")
+    return values
+
+
+def check_image_size(recipe: Recipe, task: str) -> None:
+    """Several `--image-size` values (multi-scale) and `--scale-jitter` are for instance models.
+
+    Raises:
+        ValueError: a semantic recipe with a list of sizes or a scale jitter.
+    """
+    if task != "instance" and isinstance(recipe.image_size, list | tuple):
+        raise ValueError(f"--image-size {','.join(map(str, recipe.image_size))}: several sizes "
+                         "(multi-scale training) are for instance models; semantic models take "
+                         "one crop size (their scale augmentation is the recipe's scale_range)")
+    if task != "instance" and recipe.scale_jitter is not None:
+        raise ValueError("--scale-jitter (large-scale jitter) is for instance models; semantic "
+                         "models use the recipe's scale_range")
 
 
 def _user(recipe, field):
@@ -117,9 +150,17 @@ def imagenet_weights_file(model_name: str, model_args: dict) -> str:
     backbone = str(model_args.get("backbone", "resnet50"))
     if not backbone.startswith("resnet") or not backbone[6:].isdigit():
         raise ValueError(f"no ImageNet weights are known for backbone {backbone!r}")
-    from segzoo.models.backbones.resnet import imagenet_weights_path
+    from segzoo.models.backbones import resnet
 
-    return imagenet_weights_path(int(backbone[6:]))
+    depth = int(backbone[6:])
+    if depth not in resnet._NOTOP_HASHES:
+        raise ValueError(
+            f"keras.applications has no ImageNet file for {backbone} (only ResNet-"
+            f"{'/'.join(map(str, sorted(resnet._NOTOP_HASHES)))}); to start from ImageNet "
+            f"weights, pass --model-arg backbone_weights=PATH to a Keras .h5 / .weights.h5 "
+            f"of a {backbone}"
+        )
+    return resnet.imagenet_weights_path(depth)
 
 
 def pretrained_fallback(recipe: Recipe, model_name: str,
@@ -179,3 +220,125 @@ def scale_schedule(recipe: Recipe, steps_per_epoch: int) -> tuple[Recipe, list[s
             notes.append(f"warm-up {warmup} steps ({recipe.warmup_fraction:.0%} of "
                          f"{total} steps)")
     return dataclasses.replace(recipe, **changes), notes
+
+
+def _accepts(builder, name) -> bool:
+    """Whether `builder(**{name: ...})` is a constructor argument (its own, or through
+    `**kwargs` that of the class it says it returns)."""
+    import inspect
+    import typing
+
+    parameters = inspect.signature(builder).parameters
+    if name in parameters:
+        return True
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return False
+    try:
+        returned = typing.get_type_hints(builder).get("return")
+    except Exception:  # unresolvable annotations: say no
+        return False
+    return inspect.isclass(returned) and name in inspect.signature(returned).parameters
+
+
+def input_channels(recipe: Recipe, model_name: str, image_channels: int) -> tuple[Recipe, list]:
+    """A model with an `input_channels` argument (U-Net) takes the data's channels
+    (`DatasetInfo.image_channels`: 1 for single-channel data) unless the user set it."""
+    import segzoo
+
+    if image_channels == 3 or _user(recipe, "model_args.input_channels"):
+        return recipe, []
+    if "input_channels" in recipe.model_args:
+        return recipe, []
+    if not _accepts(segzoo.get_model_spec(model_name).builder, "input_channels"):
+        return recipe, []
+    args = {**recipe.model_args, "input_channels": int(image_channels)}
+    return dataclasses.replace(recipe, model_args=args), [
+        f"input_channels={image_channels}: the training images are single-channel"]
+
+
+# --- nnU-Net's idea for the generic semantic recipe: defaults from a scan of the data -----------
+SCAN_IMAGES = 64
+PIXELS_PER_BATCH = 4 * 128 * 128  # the generic recipe's batch 4 of 128 px crops
+
+
+def scan_semantic(elements, num_classes, max_images=SCAN_IMAGES) -> dict:
+    """Statistics of up to `max_images` semantic elements {"image", "mask"}: image sizes,
+    per-channel intensity mean / std / 0.5-99.5 percentiles, class pixel frequencies
+    (255 excluded)."""
+    counts = np.zeros(num_classes, np.int64)
+    shorts, heights, widths, means, stds, lows, highs = [], [], [], [], [], [], []
+    for i, element in enumerate(elements):
+        if i >= max_images:
+            break
+        image, mask = np.asarray(element["image"]), np.asarray(element["mask"])
+        heights.append(image.shape[0])
+        widths.append(image.shape[1])
+        shorts.append(min(image.shape[:2]))
+        pixels = image.reshape(-1, image.shape[-1]).astype(np.float32)
+        means.append(pixels.mean(0))
+        stds.append(pixels.std(0))
+        lows.append(np.percentile(pixels, 0.5, axis=0))
+        highs.append(np.percentile(pixels, 99.5, axis=0))
+        values = mask[mask != 255].astype(np.int64)
+        counts += np.bincount(values[values < num_classes], minlength=num_classes)
+    if not shorts:
+        raise ValueError("the training split has no images to scan")
+    total = max(int(counts.sum()), 1)
+    return {
+        "images_scanned": len(shorts),
+        "median_size": [int(np.median(heights)), int(np.median(widths))],
+        "intensity_mean": [round(float(v), 2) for v in np.mean(means, 0)],
+        "intensity_std": [round(float(v), 2) for v in np.mean(stds, 0)],
+        "intensity_range": [round(float(np.min(lows)), 1), round(float(np.max(highs)), 1)],
+        "class_frequencies": [round(float(c) / total, 5) for c in counts],
+        "_median_short": int(np.median(shorts)),
+    }
+
+
+def class_weights_of(frequencies, ratio=10.0) -> list[float] | None:
+    """Loss weights for an imbalanced set: (median f / f_c)^0.5 clipped to [0.25, 4] when the
+    most and least frequent present classes differ by more than `ratio`, else None.
+    Classes never seen get weight 1."""
+    f = np.asarray(frequencies, np.float64)
+    present = f[f > 0]
+    if present.size < 2 or present.max() / present.min() <= ratio:
+        return None
+    weights = np.where(f > 0, np.sqrt(np.median(present) / np.where(f > 0, f, 1.0)), 1.0)
+    return [round(float(w), 3) for w in np.clip(weights, 0.25, 4.0)]
+
+
+def semantic_data_defaults(recipe: Recipe, scan: dict) -> tuple[Recipe, dict]:
+    """The generic semantic recipe fitted to a `scan_semantic` of its training split.
+
+    - crop (`image_size`): the median short side, down to a multiple of 32, in [64, 512];
+    - batch: about `PIXELS_PER_BATCH` pixels a step, in [2, 32];
+    - loss: "ce+dice" (nnU-Net's), with `class_weights_of` the class frequencies in its CE
+      term when the classes are imbalanced;
+    each only where the user did not set it. Returns (recipe, record for metrics.json).
+    """
+    changes, chosen = {}, {}
+    if not _user(recipe, "image_size"):
+        crop = int(np.clip(scan["_median_short"] // 32 * 32, 64, 512))
+        changes["image_size"] = chosen["image_size"] = crop
+    crop = largest_size(changes.get("image_size", recipe.image_size))
+    if not _user(recipe, "batch_size"):
+        batch = int(np.clip(round(PIXELS_PER_BATCH / crop**2), 2, 32))
+        changes["batch_size"] = chosen["batch_size"] = batch
+    weights = None
+    if not _user(recipe, "loss"):
+        changes["loss"] = chosen["loss"] = "ce+dice"
+        weights = class_weights_of(scan["class_frequencies"])
+        if weights is not None:
+            chosen["class_weights"] = weights
+    record = {**{k: v for k, v in scan.items() if not k.startswith("_")}, "chosen": chosen}
+    return dataclasses.replace(recipe, **changes, class_weights=weights), record
+
+
+def describe_scan(record: dict) -> str:
+    """One line saying what the scan found and chose."""
+    chosen = ", ".join(f"{k} {v}" for k, v in record["chosen"].items()) or "nothing (all set)"
+    frequencies = ", ".join(f"{f:.3f}" for f in record["class_frequencies"])
+    return (f"data scan of {record['images_scanned']} training images: median size "
+            f"{record['median_size'][0]}x{record['median_size'][1]}, intensity "
+            f"{record['intensity_range'][0]}..{record['intensity_range'][1]}, class frequencies "
+            f"[{frequencies}] -> {chosen}")

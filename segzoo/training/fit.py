@@ -31,6 +31,7 @@ import keras
 import numpy as np
 
 from segzoo.training import callbacks as cb
+from segzoo.training import defaults
 from segzoo.training.distribute import get_strategy, keras_multi_worker_fixes, worker_info
 from segzoo.training.optimizers import build_optimizer
 from segzoo.training.recipes import Recipe, apply_overrides, default_recipe_name, get_recipe
@@ -65,15 +66,20 @@ def parse_model_args(pairs) -> dict:
 def resolve_recipe(config):
     """The recipe of `config.recipe` (a name or a `Recipe`; default from model and data), flags applied."""
     import segzoo
+    import segzoo.data
 
     model_name = _get(config, "model")
     spec = segzoo.get_model_spec(model_name)
     data = _get(config, "data") or "shapes"
-    recipe = _get(config, "recipe") or default_recipe_name(model_name, data, spec.task)
+    recipe = _get(config, "recipe") or _default_recipe(model_name, data, spec.task,
+                                                       _get(config, "data_dir"))
     if not isinstance(recipe, Recipe):
         recipe = get_recipe(recipe)
     if _get(config, "data") and data != recipe.data:
         recipe = dataclasses.replace(recipe, data=data)
+    tasks = segzoo.data.dataset_tasks(recipe.data)
+    if tasks and spec.task in tasks and "task" not in recipe.data_args:  # shapes, labelme
+        recipe = dataclasses.replace(recipe, data_args={**recipe.data_args, "task": spec.task})
     return apply_overrides(
         recipe,
         train_split=_get(config, "train_split"),
@@ -85,8 +91,26 @@ def resolve_recipe(config):
         learning_rate=_get(config, "learning_rate"),
         optimizer=_get(config, "optimizer"),
         init_from=_get(config, "init_from"),
+        loss=_get(config, "loss"),
+        scale_jitter=_get(config, "scale_jitter"),
         model_args=_model_args(config, spec),
     ), spec
+
+
+def _default_recipe(model_name, data, task, data_dir) -> str:
+    """`default_recipe_name`, given the data's splits: `{data}_{model}` only where the
+    data has that recipe's training split (the COCO release recipe is not for every
+    COCO-format set)."""
+    import segzoo.data
+
+    name = default_recipe_name(model_name, data, task)
+    if name == task:
+        return name
+    try:
+        splits = segzoo.data.get_info(data, data_dir=data_dir, **get_recipe(name).data_args).splits
+    except (ValueError, FileNotFoundError):
+        return name  # train() reports the data's problem
+    return default_recipe_name(model_name, data, task, splits)
 
 
 def _model_args(config, spec) -> dict | None:
@@ -185,6 +209,22 @@ def train(config, *, extra_callbacks=()) -> TrainResult:
             f"model {model_name!r} is a {spec.task} model but dataset {recipe.data!r} is "
             f"{info.task}; choose a {spec.task} dataset"
         )
+    recipe, notes = defaults.choose_splits(recipe, info.splits)
+    defaults.check_image_size(recipe, spec.task)
+    if spec.task == "instance":
+        recipe = defaults.instance_scale(recipe)
+    recipe, channel_notes = defaults.input_channels(recipe, model_name, info.image_channels)
+    notes += channel_notes
+    recipe, pretrained = defaults.pretrained_fallback(recipe, model_name)
+    if pretrained:
+        notes.append(pretrained["reason"])
+    scan = None
+    if spec.task == "semantic" and recipe.scan_data:
+        elements = segzoo.data.load(recipe.data, recipe.train_split, data_dir=data_dir,
+                                    **recipe.data_args).as_numpy_iterator()
+        recipe, scan = defaults.semantic_data_defaults(
+            recipe, defaults.scan_semantic(elements, info.num_classes))
+        notes.append(defaults.describe_scan(scan))
     is_chief, worker_index = worker_info(strategy)
     os.makedirs(out, exist_ok=True)
     backup_dir = os.path.join(out, "backup")
@@ -225,6 +265,8 @@ def train(config, *, extra_callbacks=()) -> TrainResult:
                         f"training split {recipe.train_split!r} of {recipe.data!r} gives no batch "
                         f"of {recipe.batch_size}; lower --batch-size or add data"
                     )
+            recipe, schedule_notes = defaults.scale_schedule(recipe, epoch_steps)
+            notes += schedule_notes
             total_steps = max(1, epoch_steps * recipe.epochs)
             warmup = min(recipe.warmup_steps, total_steps)
             schedule = PolyWarmup(recipe.learning_rate, total_steps, warmup,
@@ -251,6 +293,7 @@ def train(config, *, extra_callbacks=()) -> TrainResult:
             "replicas": strategy.num_replicas_in_sync,
             "mixed_precision": bool(_get(config, "mixed_precision")), "jit_compile": jit,
             "seed": seed, "steps_per_epoch": epoch_steps,
+            "defaults": notes, "backbone_init": pretrained, "data_scan": scan,
         }
         # Task callbacks (e.g. Mask R-CNN's COCO mask AP on the validation split) write
         # their metrics into the epoch logs, so they run before the checkpoint reads them.
@@ -281,6 +324,8 @@ def train(config, *, extra_callbacks=()) -> TrainResult:
         callbacks += [writer, *extra_callbacks]
 
         if is_chief:
+            for note in notes:
+                print(f"segzoo train: {note}")
             print(f"segzoo train: {model_name} on {recipe.data} (recipe {recipe.name}), "
                   f"{recipe.epochs} epochs x {epoch_steps} steps, batch {recipe.batch_size}, "
                   f"{strategy.num_replicas_in_sync} replica(s) -> {out}")
@@ -318,8 +363,10 @@ def _make_task(model, recipe):
     if getattr(model, "task", None) == "semantic":
         return get_task(model, augment=recipe.augment, scale_range=recipe.scale_range,
                         normalize_loss=recipe.normalize_loss, val_max_images=recipe.val_max_images,
-                        data_args=recipe.data_args)
-    return get_task(model, val_max_images=recipe.val_max_images, data_args=recipe.data_args)
+                        data_args=recipe.data_args, loss=recipe.loss,
+                        class_weights=recipe.class_weights)
+    return get_task(model, val_max_images=recipe.val_max_images, data_args=recipe.data_args,
+                    scale_jitter=recipe.scale_jitter)
 
 
 __all__ = ["TrainResult", "train", "resolve_recipe", "parse_model_args", "build_model"]

@@ -32,17 +32,21 @@ class InstanceTask:
         val_max_images: evaluate on at most this many images (None = all).
         max_instances: instance rows per training image (M).
         data_args: extra keyword arguments for `segzoo.data.load`.
+        scale_jitter: None or (low, high): large-scale jitter in training
+            (`instance_train_pipeline`).
     """
 
     monitor = "val_mask_ap"
     monitor_mode = "max"
 
-    def __init__(self, model, *, val_max_images=None, max_instances=100, shuffle_buffer=256, data_args=None):
+    def __init__(self, model, *, val_max_images=None, max_instances=100, shuffle_buffer=256,
+                 data_args=None, scale_jitter=None):
         self.model = model
         self.val_max_images = val_max_images
         self.max_instances = int(max_instances)
         self.shuffle_buffer = int(shuffle_buffer)
         self.data_args = dict(data_args or {})
+        self.scale_jitter = None if scale_jitter is None else tuple(scale_jitter)
 
     def _load(self, data_name, data_dir, split):
         import segzoo.data
@@ -58,7 +62,8 @@ class InstanceTask:
                 f"dataset {data_name!r} is a {info.task} dataset but the model is an instance model; "
                 "use an instance dataset (shapes, voc_instance, coco)")
         min_size = getattr(self.model, "min_size", None)
-        if min_size is not None and int(image_size) != int(min_size):
+        largest = max(image_size) if isinstance(image_size, list | tuple) else image_size
+        if min_size is not None and int(largest) != int(min_size):
             warnings.warn(
                 f"training at image_size={image_size} but the model resizes to min_size={min_size} at "
                 f"inference; pass --model-arg min_size={image_size} to match", stacklevel=3)
@@ -67,10 +72,12 @@ class InstanceTask:
         from segzoo.data import pipeline
 
         max_size = int(getattr(self.model, "max_size", 1333))
+        if not shuffle and isinstance(image_size, list | tuple):  # validation: the largest
+            image_size = max(image_size)
         return pipeline.instance_train_pipeline(
-            ds, int(image_size), int(batch_size), max_size=max_size, max_instances=self.max_instances,
+            ds, image_size, int(batch_size), max_size=max_size, max_instances=self.max_instances,
             flip=flip, seed=seed, shuffle_buffer=self.shuffle_buffer if shuffle else 0,
-            drop_remainder=shuffle)
+            drop_remainder=shuffle, scale_jitter=self.scale_jitter if shuffle else None)
 
     def train_dataset(self, info, data_name, data_dir, split, image_size, batch_size, seed):
         """(images float32 [B, P, P, 3], targets {"boxes", "classes", "masks"}) batches."""

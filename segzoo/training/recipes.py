@@ -60,6 +60,9 @@ class Recipe:
             steps (and at most `warmup_steps`).
         min_steps: when set, epochs are raised until the run has at least this
             many steps (small data sets still get a full schedule).
+        class_weights: semantic models: None or K per-class weights of the CE (term).
+        scan_data: the generic semantic recipe: derive crop, batch and loss from a scan of
+            the training split (`segzoo.training.defaults.semantic_data_defaults`).
         user_fields: what the user set (flags; "model_args.NAME" for
             `--model-arg NAME=...`): data-derived defaults never change those.
     """
@@ -93,6 +96,8 @@ class Recipe:
     reference_batch_size: int | None = None
     warmup_fraction: float | None = None
     min_steps: int | None = None
+    class_weights: tuple | None = None
+    scan_data: bool = False
     user_fields: tuple = ()
 
 
@@ -156,8 +161,10 @@ RECIPES: dict[str, Recipe] = {
         reference_batch_size=16, model_args={"backbone_weights": "imagenet"},
     ),
     # Generic fall-backs for any model / dataset pair.
+    # Every --data folder / labelme user gets this: nnU-Net's idea, the crop, batch and loss
+    # come from a scan of the training split (printed, and recorded in metrics.json).
     "semantic": Recipe(name="semantic", epochs=20, batch_size=4, learning_rate=1e-3,
-                       warmup_steps=50),
+                       warmup_steps=50, scan_data=True),
     # Any other instance data (COCO-format exports, instance folders, labelme): the same
     # SGD recipe scaled to the data: lr 0.02 x batch / 16 (linear scaling rule), warm-up 5%
     # of the run (at most the reference's 1,000 steps), poly decay, 12 epochs but at least

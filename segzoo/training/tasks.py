@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from segzoo.evaluation.semantic import ConfusionMatrix
-from segzoo.training.losses import SparseSegmentationCrossEntropy
+from segzoo.training.losses import get_loss
 from segzoo.training.metrics import SegmentationMeanIoU
 
 
@@ -32,6 +32,8 @@ class SemanticTask:
         val_max_images: validate on at most this many images (None = all).
         shuffle_buffer: training shuffle buffer (images, before augmentation; 0 = no shuffle).
         data_args: extra keyword arguments for `segzoo.data.load`.
+        loss: "ce" | "dice" | "focal" | "ce+dice" (`segzoo.training.losses.get_loss`).
+        class_weights: optional K per-class loss weights.
     """
 
     monitor = "val_mean_iou"
@@ -39,7 +41,8 @@ class SemanticTask:
 
     def __init__(self, model, *, augment: bool = True, scale_range=(0.5, 2.0),
                  normalize_loss: bool = True, val_max_images: int | None = None,
-                 shuffle_buffer: int = 256, data_args: dict | None = None):
+                 shuffle_buffer: int = 256, data_args: dict | None = None, loss: str = "ce",
+                 class_weights=None):
         self.model = model
         self.num_classes = len(model.class_names)
         self.augment = bool(augment)
@@ -48,6 +51,9 @@ class SemanticTask:
         self.val_max_images = val_max_images
         self.shuffle_buffer = int(shuffle_buffer)
         self.data_args = dict(data_args or {})
+        self.loss = loss
+        self.class_weights = class_weights
+        get_loss(loss)  # unknown names fail here, before any data is read
 
     # --- data ------------------------------------------------------------------------------
     def _load(self, data_name, data_dir, split):
@@ -61,12 +67,21 @@ class SemanticTask:
 
         _check_task(info, "semantic", data_name)
         ds = self._load(data_name, data_dir, split)
-        return pipeline.semantic_train_pipeline(
+        return self._channels(pipeline.semantic_train_pipeline(
             ds, int(image_size), int(batch_size),
             scale_range=self.scale_range if self.augment else (1.0, 1.0),
             flip=self.augment, photometric=self.augment, seed=seed,
             shuffle_buffer=self.shuffle_buffer, drop_remainder=True,
-        )
+        ))
+
+    def _channels(self, ds):
+        """RGB batches as the model's `input_channels` (1: the luma; see `to_channels`)."""
+        from segzoo.data import pipeline
+
+        channels = int(getattr(self.model, "input_channels", 3))
+        if channels == 3:
+            return ds
+        return ds.map(lambda images, masks: (pipeline.to_channels(images, channels), masks))
 
     def val_dataset(self, info, data_name, data_dir, split, image_size, batch_size, seed):
         """Batches at original resolution (batch 1) or 255-padded (batch > 1)."""
@@ -76,12 +91,13 @@ class SemanticTask:
         ds = self._load(data_name, data_dir, split)
         if self.val_max_images:
             ds = ds.take(int(self.val_max_images))
-        return pipeline.semantic_eval_pipeline(ds, batch_size=int(batch_size))
+        return self._channels(pipeline.semantic_eval_pipeline(ds, batch_size=int(batch_size)))
 
     # --- compile / evaluate ----------------------------------------------------------------
     def compile_kwargs(self) -> dict:
         return {
-            "loss": SparseSegmentationCrossEntropy(normalize=self.normalize_loss),
+            "loss": get_loss(self.loss, normalize=self.normalize_loss,
+                             class_weights=self.class_weights),
             "metrics": [SegmentationMeanIoU(self.num_classes)],
         }
 
@@ -123,10 +139,16 @@ _PREDICT_FNS: dict[int, tf.types.experimental.GenericFunction] = {}
 
 
 def predict_labels(model, image: np.ndarray, *, return_probabilities: bool = False):
-    """Class ids int32 [H, W] (and softmax float32 [H, W, K]) for one image uint8/float [H, W, 3]."""
+    """Class ids int32 [H, W] (and softmax float32 [H, W, K]) for one image uint8/float [H, W, 3]
+    (or [H, W, 1]); RGB becomes the luma for a model of `input_channels=1`."""
     image = np.asarray(image)
-    if image.ndim != 3 or image.shape[-1] != 3:
+    if image.ndim != 3 or image.shape[-1] not in (1, 3):
         raise ValueError(f"expected an RGB image [H, W, 3], got shape {image.shape}")
+    channels = int(getattr(model, "input_channels", 3))
+    if image.shape[-1] != channels and channels == 1:
+        image = (image.astype(np.float32) @ np.asarray([0.299, 0.587, 0.114], np.float32))[..., None]
+    elif image.shape[-1] != channels:
+        image = np.repeat(image, channels, axis=-1)
     fn = _PREDICT_FNS.get(id(model))
     if fn is None:
         @tf.function(reduce_retracing=True)
@@ -166,7 +188,7 @@ def get_task(model, **options):
     if task == "instance":
         from segzoo.training.instance_task import InstanceTask
 
-        keep = ("val_max_images", "data_args", "max_instances", "shuffle_buffer")
+        keep = ("val_max_images", "data_args", "max_instances", "shuffle_buffer", "scale_jitter")
         return InstanceTask(model, **{k: v for k, v in options.items() if k in keep})
     raise ValueError(
         f"model {type(model).__name__} has task={task!r}; expected 'semantic' or 'instance' "

@@ -1,5 +1,6 @@
 """Recipe defaults that follow the model and the data (segzoo.training.defaults)."""
 
+import numpy as np
 import pytest
 
 from segzoo.training import defaults
@@ -62,7 +63,7 @@ def test_recipe_imagenet_falls_back_to_random_init_but_the_users_does_not():
 
 
 def test_real_lookup_for_resnet18_is_unavailable():
-    with pytest.raises(ValueError, match="received depth 18"):
+    with pytest.raises(ValueError, match="no ImageNet file for resnet18.*backbone_weights=PATH"):
         defaults.imagenet_weights_file("mask_rcnn", {"backbone": "resnet18"})
 
 
@@ -85,3 +86,57 @@ def test_parse_image_size():
     for bad in ("", "a", "0", "12.5", "96,,x"):
         with pytest.raises(ValueError, match="--image-size"):
             defaults.parse_image_size(bad)
+
+
+def test_scan_picks_crop_batch_loss_and_weights():
+    rng = np.random.default_rng(0)
+    elements = []
+    for _ in range(5):
+        mask = np.zeros((100, 140), np.uint8)
+        mask[:4, :4] = 2  # a rare class
+        mask[50:, :] = 1
+        mask[-1] = 255
+        elements.append({"image": rng.integers(10, 200, (100, 140, 3)).astype(np.uint8),
+                         "mask": mask})
+    scan = defaults.scan_semantic(iter(elements), num_classes=3)
+    assert scan["images_scanned"] == 5 and scan["median_size"] == [100, 140]
+    valid = 100 * 140 - 140
+    assert scan["class_frequencies"][2] == pytest.approx(16 / valid, abs=1e-5)
+    assert 10 <= scan["intensity_range"][0] and scan["intensity_range"][1] <= 200
+    recipe, record = defaults.semantic_data_defaults(get_recipe("semantic"), scan)
+    assert recipe.image_size == 96 and recipe.batch_size == 7 and recipe.loss == "ce+dice"
+    weights = recipe.class_weights
+    assert weights[2] == 4.0 and weights[0] < weights[2]  # the rare class weighs most
+    assert record["chosen"]["image_size"] == 96 and "describe" not in record
+    assert "class frequencies" in defaults.describe_scan(record)
+    user = apply_overrides(get_recipe("semantic"), image_size=64, batch_size=3, loss="ce")
+    kept, record = defaults.semantic_data_defaults(user, scan)
+    assert (kept.image_size, kept.batch_size, kept.loss, kept.class_weights) == (64, 3, "ce", None)
+    assert defaults.class_weights_of([0.5, 0.3, 0.2]) is None  # balanced enough
+
+
+def test_unet_input_channels_follow_single_channel_data():
+    recipe = get_recipe("semantic")
+    gray, notes = defaults.input_channels(recipe, "unet", 1)
+    assert gray.model_args["input_channels"] == 1 and notes
+    assert defaults.input_channels(recipe, "unet", 3)[0] is recipe
+    assert defaults.input_channels(recipe, "fcn8s", 1)[0] is recipe  # no such argument
+    user = apply_overrides(recipe, model_args={"input_channels": 3})
+    assert defaults.input_channels(user, "unet", 1)[0].model_args["input_channels"] == 3
+
+
+def test_resolve_recipe_for_a_coco_format_export(tmp_path):
+    from segzoo.training.fit import resolve_recipe
+    from tests.data.coco_tree import make_coco_tree
+
+    make_coco_tree(tmp_path, 2, 1, size=32)
+    recipe, _ = resolve_recipe({"model": "mask_rcnn", "data": "coco", "data_dir": str(tmp_path),
+                                "image_size": 128, "model_arg": [("backbone", "resnet18")]})
+    assert recipe.name == "instance" and recipe.train_split == "train"
+    assert "image_size" in recipe.user_fields and "model_args.backbone" in recipe.user_fields
+    release = tmp_path / "release"
+    make_coco_tree(release, 2, 1, size=32, release=True)
+    recipe, _ = resolve_recipe({"model": "mask_rcnn", "data": "coco", "data_dir": str(release)})
+    assert recipe.name == "coco_mask_rcnn"
+    labelme, _ = resolve_recipe({"model": "mask_rcnn", "data": "labelme", "data_dir": "x"})
+    assert labelme.data_args["task"] == "instance"
