@@ -24,6 +24,8 @@ test: install
 test-all: install
 	$(PY) -m pytest -q -m "slow or not slow"
 
+# Train, evaluate, predict, export a SavedModel and segment an image with the export
+# in a process without segzoo; prints where each result is (demo_out/).
 demo: install
 	$(VENV)/bin/segzoo demo
 

@@ -16,19 +16,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
+from segzoo.commands.model_args import parse_model_arg
 
-def _model_arg(text: str) -> tuple[str, str]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(
-            f"--model-arg expects NAME=VALUE (e.g. base_filters=16), got {text!r}"
-        )
-    name, value = text.split("=", 1)
-    if not name.isidentifier():
-        raise argparse.ArgumentTypeError(f"--model-arg name {name!r} is not a Python identifier")
-    return name, value
+# Commands that run no TensorFlow (`segzoo list` reads the model catalogue).
+_WITHOUT_TENSORFLOW = ("list",)
+
+
+_VERBOSE_HELP = "show TensorFlow's start-up log lines (hidden by default)"
 
 
 def _image_size(text: str):
@@ -54,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="segzoo",
         description="segzoo: FCN-32s/16s/8s, U-Net and Mask R-CNN for TensorFlow / Keras 3.",
     )
+    parser.add_argument("--verbose", dest="show_startup_logs", action="store_true", help=_VERBOSE_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     sub.add_parser("list", help="list the registered models")
@@ -79,11 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Mask R-CNN: large-scale jitter (e.g. 0.1,2.0) instead of the "
                             "short-side resize")
     train.add_argument("--loss", default=None, choices=["ce", "dice", "focal", "ce+dice"],
-                       help="semantic models: the loss (default: the recipe's, ce)")
+                       help="semantic models: the loss (default: the recipe's)")
     train.add_argument("--learning-rate", type=float, default=None)
     train.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default=None)
     train.add_argument("--out", default=None, help="run directory (default runs/MODEL-DATA)")
-    train.add_argument("--model-arg", type=_model_arg, action="append", default=[],
+    train.add_argument("--model-arg", type=parse_model_arg, action="append", default=[],
                        metavar="NAME=VALUE", help="model constructor argument, repeatable")
     train.add_argument("--init-from", default=None, metavar="CKPT",
                        help="initialise weights by layer name from a .keras checkpoint")
@@ -102,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--checkpoint", required=True, help="RUN_DIR/model.keras")
     ev.add_argument("--data", default="shapes")
     ev.add_argument("--data-dir", default=None)
-    ev.add_argument("--split", default="val")
+    ev.add_argument("--split", default=None,
+                    help="split to evaluate (default: the data's validation split, val or val2017)")
     ev.add_argument("--batch-size", type=int, default=1)
     ev.add_argument("--max-images", type=int, default=None)
     ev.add_argument("--json", action="store_true", help="print one JSON object")
@@ -126,14 +124,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="train, evaluate and predict on the built-in shapes set")
     demo.add_argument("--out", default="demo_out")
     demo.add_argument("--minutes", type=float, default=5.0)
+
+    # Every subcommand also takes --verbose (`segzoo train ... --verbose`); SUPPRESS keeps
+    # a `segzoo --verbose train` given before the subcommand.
+    for command in sub.choices.values():
+        command.add_argument("--verbose", dest="show_startup_logs", action="store_true",
+                             default=argparse.SUPPRESS, help=_VERBOSE_HELP)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    # TensorFlow's C++ log repeats a data error's Python traceback at WARNING level before
-    # the one-line message below; keep it quiet unless the user asks (TF_CPP_MIN_LOG_LEVEL=0).
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
+    if args.command not in _WITHOUT_TENSORFLOW:
+        from segzoo.commands.quiet import start_tensorflow
+
+        start_tensorflow(verbose=bool(args.show_startup_logs))
     module = importlib.import_module(f"segzoo.commands.{args.command}")
     try:
         return int(module.run(args) or 0)

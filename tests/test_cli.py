@@ -104,3 +104,10 @@ def test_demo_trains_evaluates_predicts_and_says_where(tmp_path, capsys):
     assert (out / "run" / "model.keras").exists() and (out / "eval.json").exists()
     predictions = sorted(os.listdir(out / "predictions"))
     assert len(predictions) == 12 and predictions[1].endswith("_overlay.png")
+    # The export, and one image segmented with it by a process without segzoo.
+    assert (out / "export" / "saved_model.pb").exists()
+    served = os.listdir(out / "served")
+    assert len(served) == 1 and served[0] in predictions
+    assert str(out / "export") in printed and str(out / "served" / served[0]) in printed
+    agreement = float(printed.split("% of pixels equal")[0].rsplit(";", 1)[-1])
+    assert agreement >= 99.0

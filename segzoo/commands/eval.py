@@ -29,7 +29,8 @@ def _jsonable(value):
 
 
 def evaluate_semantic(model, info, elements, max_images=None) -> dict:
-    from segzoo.training.tasks import SemanticTask
+    """FCN metrics of a semantic model (`segzoo.evaluation.loops.evaluate_semantic`)."""
+    from segzoo.evaluation.loops import evaluate_semantic as evaluate
 
     if len(model.class_names) != info.num_classes:
         raise ValueError(
@@ -37,12 +38,12 @@ def evaluate_semantic(model, info, elements, max_images=None) -> dict:
             f"{info.num_classes} ({', '.join(info.class_names)}); evaluate on the dataset it was "
             "trained for"
         )
-    return SemanticTask(model).evaluate(model, elements, info, max_images=max_images)
+    return evaluate(model, elements, max_images=max_images)
 
 
 def evaluate_instance(model, info, elements, max_images=None):
     """COCO AP of an instance model; returns (metrics dict, evaluator)."""
-    from segzoo.training.instance_task import evaluate_instances
+    from segzoo.evaluation.loops import evaluate_instances
 
     return evaluate_instances(model, elements, info, max_images=max_images,
                               class_names=list(info.class_names))
@@ -52,15 +53,18 @@ def run(args) -> int:
     import segzoo.data
     from segzoo.evaluation.semantic import format_table
     from segzoo.models.base import load_checkpoint
+    from segzoo.training.task_data import task_data_args
 
     model = load_checkpoint(args.checkpoint)
-    task = "instance" if model.task == "instance" else "semantic"
-    load_kwargs = {"task": task} if args.data == "shapes" else {}
+    task = model.task
+    load_kwargs = task_data_args(args.data, task)
     info = segzoo.data.get_info(args.data, data_dir=args.data_dir, **load_kwargs)
     if info.task != model.task:
         raise ValueError(
             f"--data {args.data!r} is a {info.task} dataset but the checkpoint is a {model.task} model"
         )
+    if args.split is None:  # the data's validation split (val2017 for the COCO release)
+        args.split = segzoo.data.default_splits(info)[1] or "val"
     if args.split not in info.splits:
         raise ValueError(f"--split {args.split!r}: {args.data!r} has splits {', '.join(info.splits)}")
     ds = segzoo.data.load(args.data, args.split, data_dir=args.data_dir, **load_kwargs)

@@ -1,20 +1,22 @@
-"""`segzoo list`: the registered models as a table."""
+"""`segzoo list`: the built-in models as a table (from `segzoo.catalogue`, no TensorFlow)."""
 
 from __future__ import annotations
 
 
-def run(args) -> int:
-    from segzoo.registry import get_model_spec, list_models
+def rows() -> list[tuple[str, str, str, str]]:
+    """(name, task, parameters, description) of every built-in model, sorted by name."""
+    from segzoo.catalogue import CATALOGUE
 
-    rows = []
-    for name in list_models():
-        spec = get_model_spec(name)
-        model = spec.builder(**spec.default_kwargs)
-        rows.append((name, spec.task, f"{model.count_params():,}", spec.description))
+    return [(name, task, f"{parameters:,}", description)
+            for name, (task, description, parameters) in sorted(CATALOGUE.items())]
+
+
+def run(args) -> int:
+    table = rows()
     headers = ("name", "task", "parameters", "description")
-    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(3)]
+    widths = [max(len(str(r[i])) for r in [headers, *table]) for i in range(3)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths) + "  {}"
     print(fmt.format(*headers))
-    for row in rows:
+    for row in table:
         print(fmt.format(*row))
     return 0

@@ -39,7 +39,7 @@ def instance_id_map(masks: np.ndarray, scores: np.ndarray, shape) -> np.ndarray:
 
 
 def predict_semantic(model, image, name, out_dir):
-    from segzoo.training.tasks import predict_labels
+    from segzoo.inference import predict_labels
     from segzoo.visualize import semantic_overlay
 
     labels = predict_labels(model, image)
@@ -49,23 +49,21 @@ def predict_semantic(model, image, name, out_dir):
 
 
 def predict_instance(model, image, name, out_dir, score_threshold=0.5):
+    from segzoo.inference import predict_instances
     from segzoo.visualize import instance_overlay
 
-    out = model(image[None].astype(np.float32), training=False)
-    n = int(np.asarray(out["num_detections"])[0])
-    boxes = np.asarray(out["boxes"])[0][:n]
-    scores = np.asarray(out["scores"])[0][:n]
-    classes = np.asarray(out["classes"])[0][:n]
-    masks = np.asarray(out["masks"])[0][:n]
+    out = predict_instances(model, image)
+    scores = out["scores"]
     keep = np.argsort(-scores, kind="stable")
     keep = keep[scores[keep] >= score_threshold]
-    boxes, scores, classes, masks = boxes[keep], scores[keep], classes[keep], masks[keep]
-    category_ids = list(getattr(model, "category_ids", None) or range(1, len(model.class_names)))
+    boxes, scores, classes, masks = (out[k][keep] for k in ("boxes", "scores", "classes", "masks"))
+    # Class k (1..K) is foreground class k - 1: its dataset id and name.
+    category_ids, names = model.category_ids, model.foreground_class_names
     detections = [
         {
             "box": [float(v) for v in boxes[i]],
             "class_id": int(category_ids[int(classes[i]) - 1]),
-            "class_name": model.class_names[int(classes[i])],
+            "class_name": names[int(classes[i]) - 1],
             "score": float(scores[i]),
         }
         for i in range(len(keep))

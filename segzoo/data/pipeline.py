@@ -26,23 +26,20 @@ import math
 
 import tensorflow as tf
 
-IGNORE_LABEL = 255
-IMAGENET_MEAN_RGB = (123.68, 116.78, 103.94)
+from segzoo.conventions import IGNORE_LABEL, IMAGENET_MEAN_RGB
+
 AUTOTUNE = tf.data.AUTOTUNE
 
 
-_LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601, as PIL's "L"; they sum to 1
-
-
 def to_channels(images, channels):
-    """float RGB images [..., 3] as [..., channels]: 3 as they are, 1 as the luma
-    0.299 R + 0.587 G + 0.114 B (a gray image repeated to RGB gives itself back)."""
+    """float RGB images [..., 3] as [..., channels]: 3 as they are, 1 as
+    `tf.image.rgb_to_grayscale` (0.2989 R + 0.587 G + 0.114 B: the grey of the models'
+    `serving_call`, so training sees what inference sees)."""
     if channels == 3:
         return images
     if channels != 1:
         raise ValueError(f"channels must be 1 or 3, got {channels!r}")
-    weights = tf.constant(_LUMA_WEIGHTS, images.dtype)
-    return tf.reduce_sum(images * weights, axis=-1, keepdims=True)
+    return tf.image.rgb_to_grayscale(images)
 
 
 def _pair(size, name):

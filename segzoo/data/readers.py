@@ -37,7 +37,8 @@ import os
 
 import numpy as np
 
-IGNORE_LABEL = 255
+from segzoo.conventions import IGNORE_LABEL
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 TIFF_EXTENSIONS = (".tif", ".tiff")
 PERCENTILES = (1.0, 99.8)

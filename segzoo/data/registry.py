@@ -15,7 +15,7 @@ import dataclasses
 import difflib
 from collections.abc import Callable
 
-IGNORE_LABEL = 255
+from segzoo.conventions import IGNORE_LABEL  # noqa: F401  (re-exported)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +34,7 @@ class DatasetInfo:
         splits: the split names `load` accepts.
         image_channels: 1 when every image of the dataset is single-channel (gray,
             16-bit microscopy...), else 3. Elements always hold RGB [H, W, 3] (gray
-            repeated); a 1-channel model takes channel 0 / the luma
+            repeated); a 1-channel model takes their grey
             (`segzoo.data.pipeline.to_channels`), and U-Net's `input_channels`
             follows this by default.
     """

@@ -37,7 +37,6 @@ from pycocotools.cocoeval import COCOeval
 IOU_TYPES = {"bbox": "box", "segm": "mask"}
 # COCOeval.stats indices of the values reported, by suffix.
 _STAT_INDEX = {"ap": 0, "ap50": 1, "ap75": 2, "ap_small": 3, "ap_medium": 4, "ap_large": 5}
-_BACKGROUND_NAMES = ("background", "__background__", "_background_", "bg")
 
 
 def encode_masks(masks) -> list[dict]:
@@ -80,9 +79,10 @@ class InstanceEvaluator:
         category_ids: list[int] of length K, the dataset's original category id
             of contiguous classes 1..K (COCO's ids are non-contiguous). None:
             class k is category k.
-        class_names: names of classes 1..K (length K, as `DatasetInfo`), or a
-            model's list with background at index 0 (length K + 1). Only used
-            for labels in `table()` and `per_class_*` results.
+        class_names: names of classes 1..K (length K, as `DatasetInfo` and
+            `model.foreground_class_names`), or with `category_ids` a model's
+            `class_names` (K + 1, background at index 0). Only used for labels
+            in `table()` and `per_class_*` results.
         iou_types: which COCOeval runs: "bbox" and/or "segm".
     """
 
@@ -106,8 +106,6 @@ class InstanceEvaluator:
         names = [str(n) for n in class_names]
         num = len(self.category_ids) if self.category_ids is not None else None
         if num is not None and len(names) == num + 1:
-            return names[1:]
-        if num is None and names and names[0].lower() in _BACKGROUND_NAMES:
             return names[1:]
         if num is not None and len(names) != num:
             raise ValueError(

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from segzoo.conventions import IGNORE_LABEL
+
 
 class ConfusionMatrix:
     """Streaming confusion matrix over pixels.
@@ -34,7 +36,7 @@ class ConfusionMatrix:
             predicted j.
     """
 
-    def __init__(self, num_classes: int, ignore_label: int = 255):
+    def __init__(self, num_classes: int, ignore_label: int = IGNORE_LABEL):
         if int(num_classes) < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes!r}")
         self.num_classes = int(num_classes)

@@ -37,7 +37,7 @@ def replace_path(source: str, destination: str) -> None:
     destination = os.path.abspath(destination)
     if os.path.isdir(source) and os.path.lexists(destination):
         if not os.path.isdir(destination):
-            raise ValueError(f"--out {destination!r} exists and is not a directory; "
+            raise ValueError(f"export path {destination!r} exists and is not a directory; "
                              "a SavedModel export is a directory")
         aside = tempfile.mkdtemp(prefix=f".{os.path.basename(destination)}.old-",
                                  dir=os.path.dirname(destination))
@@ -51,5 +51,5 @@ def replace_path(source: str, destination: str) -> None:
         shutil.rmtree(aside, ignore_errors=True)
         return
     if os.path.isdir(destination) and not os.path.isdir(source):
-        raise ValueError(f"--out {destination!r} is a directory; give a file path for TFLite")
+        raise ValueError(f"export path {destination!r} is a directory; a TFLite export is a file")
     os.replace(source, destination)

@@ -86,7 +86,7 @@ def export_saved_model(model, path, *, max_detections=None, serving_layout=False
         the SavedModel directory written.
     """
     check_model(model)
-    model_max = getattr(model, "max_detections", None)
+    model_max = model.max_detections if model.task == "instance" else None
     if max_detections is not None and model_max is not None and int(max_detections) > model_max:
         raise ValueError(
             f"max_detections={max_detections} exceeds the model's max_detections={model_max}; "

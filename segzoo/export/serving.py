@@ -22,9 +22,10 @@ only TensorFlow (DESIGN.md "Exported SavedModel"):
         in the order of the contiguous class ids, see category_ids())
     category_ids() -> int32 [K] (instance: the original id of class k at k-1)
 
-Pixel casting (uint8 -> float32 in [0, 255]) and, for one-channel models,
-RGB -> grey conversion happen here; normalisation and Mask R-CNN's resize,
-padding and mask paste-back happen inside the model.
+Pixel casting (uint8 -> float32 in [0, 255]) happens here; the model's
+`serving_call` (the contract of `segzoo.models.base`) does the rest: RGB ->
+grey for one-channel models, U-Net's overlap-tile mirroring for "valid"
+padding, normalisation, Mask R-CNN's resize, padding and mask paste-back.
 """
 
 from __future__ import annotations
@@ -37,16 +38,6 @@ SEMANTIC_OUTPUTS = ("labels", "probabilities")
 INSTANCE_OUTPUTS = ("boxes", "scores", "classes", "masks", "num_detections")
 # Value the bytes signature pads each output with, beyond an image's own size.
 _PAD_VALUES = {"labels": -1}
-
-
-def instance_class_names(model) -> list[str]:
-    """The K names of classes 1..K of an instance model (its list may start with background)."""
-    names = [str(n) for n in model.class_names]
-    category_ids = getattr(model, "category_ids", None)
-    num = len(category_ids) if category_ids else int(model.get_config().get("num_classes", 0))
-    if num and len(names) == num + 1:
-        return names[1:]
-    return names
 
 
 class ServingModule(tf.Module):
@@ -67,25 +58,14 @@ class ServingModule(tf.Module):
         object.__setattr__(self, "model", model)
         self.model_variables = [_tf_variable(v) for v in model.variables]
         self.task = model.task
-        config = model.get_config()
-        self._grey = int(config.get("input_channels", 3) or 3) == 1
-        # U-Net with "valid" convolutions sees only the centre of its input: the
-        # paper's overlap-tile strategy mirrors the image so the output covers it.
-        self._valid_unet = type(model).__name__ == "UNet" and config.get("padding") == "valid"
-        if self.task == "semantic":
-            if max_detections is not None:
-                raise ValueError("max_detections applies to instance models only; "
-                                 f"this checkpoint is a {self.task} model")
-            names = [str(n) for n in model.class_names]
-            category_ids = list(range(len(names)))
-        else:
-            names = instance_class_names(model)
-            category_ids = list(getattr(model, "category_ids", None) or range(1, len(names) + 1))
-            if len(category_ids) != len(names):
-                raise ValueError(f"model has {len(names)} class names but "
-                                 f"{len(category_ids)} category_ids")
-            if max_detections is not None and int(max_detections) < 1:
-                raise ValueError(f"max_detections must be >= 1, got {max_detections}")
+        if self.task == "semantic" and max_detections is not None:
+            raise ValueError("max_detections applies to instance models only; "
+                             f"this model is a {self.task} model")
+        if max_detections is not None and int(max_detections) < 1:
+            raise ValueError(f"max_detections must be >= 1, got {max_detections}")
+        # Semantic: K names of ids 0..K-1; instance: K names of classes 1..K.
+        names = model.foreground_class_names
+        category_ids = model.category_ids
         self.max_detections = None if max_detections is None else int(max_detections)
         self.class_name_list = names
         self.category_id_list = [int(c) for c in category_ids]
@@ -112,32 +92,20 @@ class ServingModule(tf.Module):
         return self._ids
 
     # === Pre- and post-processing ===
-    def _model_inputs(self, images):
-        pixels = tf.cast(images, tf.float32)
-        if self._grey:
-            pixels = tf.image.rgb_to_grayscale(pixels)
-        return pixels
-
     def _predict(self, images):
         if self.task == "semantic":
             return self._semantic(images)
         return self._instance(images)
 
     def _semantic(self, images):
-        pixels = self._model_inputs(images)
-        if self._valid_unet:
-            pixels = _mirror_for_valid_unet(pixels)
-        logits = tf.cast(self.model(pixels, training=False), tf.float32)
-        if self._valid_unet:
-            size = tf.shape(images)
-            logits = logits[:, : size[1], : size[2]]
+        logits = tf.cast(self.model.serving_call(tf.cast(images, tf.float32)), tf.float32)
         return {
             "labels": tf.argmax(logits, axis=-1, output_type=tf.int32),
             "probabilities": tf.nn.softmax(logits, axis=-1),
         }
 
     def _instance(self, images):
-        outputs = self.model(self._model_inputs(images), training=False)
+        outputs = self.model.serving_call(tf.cast(images, tf.float32))
         boxes = tf.cast(outputs["boxes"], tf.float32)
         scores = tf.cast(outputs["scores"], tf.float32)
         classes = tf.cast(outputs["classes"], tf.int32)
@@ -240,45 +208,7 @@ class ServingModule(tf.Module):
 
 def _tf_variable(variable):
     """The tf.Variable behind a Keras 3 variable (the TensorFlow backend wraps one)."""
-    value = getattr(variable, "value", None)
+    import keras
+
+    value = variable.value if isinstance(variable, keras.Variable) else variable
     return value if isinstance(value, tf.Variable) else variable
-
-
-# A "valid" U-Net of depth 4 maps an input of 16 * b + 124 pixels (b >= 4) to
-# its centre, 184 pixels smaller: 92 pixels of context on each side.
-UNET_VALID_MARGIN = 92
-UNET_VALID_MULTIPLE = 16
-UNET_VALID_OFFSET = 124
-
-
-def _mirror_for_valid_unet(pixels):
-    """Mirror-pads [B, H, W, C] so a valid U-Net's output covers [0, H) x [0, W).
-
-    Top/left get the 92-pixel margin; bottom/right enough to reach the next
-    tileable size 16 * b + 124 >= H + 184. Mirroring (SYMMETRIC, repeated
-    for images smaller than the margin) is the paper's overlap-tile strategy.
-    """
-    shape = tf.shape(pixels)
-
-    def target(size):
-        blocks = tf.maximum(
-            (size + 2 * UNET_VALID_MARGIN - UNET_VALID_OFFSET + UNET_VALID_MULTIPLE - 1)
-            // UNET_VALID_MULTIPLE, 4)
-        return blocks * UNET_VALID_MULTIPLE + UNET_VALID_OFFSET
-
-    margin = tf.constant(UNET_VALID_MARGIN)
-    remaining = tf.stack([margin, target(shape[1]) - shape[1] - margin,
-                          margin, target(shape[2]) - shape[2] - margin])
-
-    def body(x, remaining):
-        size = tf.shape(x)
-        limit = tf.stack([size[1], size[1], size[2], size[2]])
-        step = tf.minimum(remaining, limit)
-        x = tf.pad(x, [[0, 0], [step[0], step[1]], [step[2], step[3]], [0, 0]], mode="SYMMETRIC")
-        return x, remaining - step
-
-    padded, _ = tf.while_loop(
-        lambda x, remaining: tf.reduce_any(remaining > 0), body, (pixels, remaining),
-        shape_invariants=(tf.TensorShape([None, None, None, pixels.shape[-1]]),
-                          tf.TensorShape([4])))
-    return padded

@@ -1,22 +1,143 @@
-"""What every segzoo model shares: task, class names, checkpoint loading.
+"""The segzoo model contract: what generic code (training, inference, export, commands) may ask a model.
 
 A segzoo model is a `keras.Model` subclass built the keras-hub way: the
 constructor builds a functional graph (or, for Mask R-CNN, owns sub-layers),
 stores every constructor argument and returns them from `get_config()`, and the
 class is registered serialisable under package "segzoo". So a `.keras` file
 carries the model's config and class names and loads with `safe_mode=True`
-without executing code from the file. Each model class sets:
+without executing code from the file.
 
-    task: "semantic" | "instance"
-    class_names: list[str], index = class id (semantic: 0..K-1; instance: 0 is
-        background, 1..K the classes)
+Every segzoo model class also derives from `SegmentationModel` (a plain mixin,
+listed before `keras.Model`: `class UNet(SegmentationModel, keras.Model)`),
+which states the contract in one place:
+
+    task                    "semantic" (logits [B, H, W, K]) | "instance" (detection dict)
+    class_names             list[str], index = the model's class id. Semantic:
+                            K names, ids 0..K-1. Instance: K + 1 names, index 0
+                            is the implicit background, 1..K the classes.
+    foreground_class_names  the names `category_ids` describe, one each: semantic:
+                            all K (every id 0..K-1 is scored, there is no implicit
+                            background slot); instance: class_names[1:].
+    category_ids            the dataset's id of each foreground class: semantic
+                            0..K-1 unless set; instance the original id of class
+                            k at k - 1 (default 1..K; COCO ids may be sparse).
+    class_dependent_layers  top-level layer names whose weight shapes depend on
+                            the class count (skipped when fine-tuning to another
+                            class count).
+    supports_jit            whether training may compile with XLA (`--jit-compile`).
+    training_input_spec     `InputSpec`: what the training pipeline must feed.
+    serving_call(pixels)    the model on float32 RGB pixels [B, H, W, 3] in
+                            [0, 255] with outputs covering the input (what
+                            inference and the export run).
+    max_detections          instance models: N, the detection slots per image.
+
+Generic code reads these attributes directly; it never probes with `getattr`
+or tests class names.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import keras
+
+TASKS = ("semantic", "instance")
+
+
+@dataclasses.dataclass(frozen=True)
+class InputSpec:
+    """What a model's training pipeline must produce.
+
+    Attributes:
+        channels: image channels the model takes (3 = RGB; 1 = grey).
+        min_size: instance models: the short side inference resizes to (train
+            at it, or object sizes mismatch); None for semantic models.
+        max_size: instance models: the long-side cap of that resize.
+    """
+
+    channels: int = 3
+    min_size: int | None = None
+    max_size: int | None = None
+
+
+class SegmentationModel:
+    """The segzoo model contract (module docstring). A mixin: `class M(SegmentationModel, keras.Model)`.
+
+    Subclasses set the class attributes `task`, `class_dependent_layers` and
+    (when it is not True) `supports_jit`, and the instance attribute
+    `class_names`; they override `training_input_spec` / `serving_call` where
+    the defaults (RGB input, the plain call) do not fit.
+    """
+
+    task: str = ""
+    class_dependent_layers: tuple[str, ...] = ()
+    supports_jit: bool = True
+
+    @property
+    def foreground_class_names(self) -> list[str]:
+        names = [str(n) for n in self.class_names]
+        return names[1:] if self.task == "instance" else names
+
+    @property
+    def category_ids(self) -> list[int]:
+        ids = self.__dict__.get("_segzoo_category_ids")
+        if ids is not None:
+            return list(ids)
+        first = 1 if self.task == "instance" else 0
+        return list(range(first, first + len(self.foreground_class_names)))
+
+    @category_ids.setter
+    def category_ids(self, value):
+        """None (the default ids) or one int per foreground class, distinct."""
+        if value is not None:
+            value = [int(c) for c in value]
+            expected = len(self.foreground_class_names)
+            if len(value) != expected:
+                raise ValueError(f"category_ids has {len(value)} entries but the model has "
+                                 f"{expected} {self.task} classes; give one id per class")
+            if len(set(value)) != len(value):
+                raise ValueError(f"category_ids must be distinct, got {value}")
+            value = tuple(value)
+        # Stored untracked: plain data, not a Keras dependency.
+        object.__setattr__(self, "_segzoo_category_ids", value)
+
+    @property
+    def training_input_spec(self) -> InputSpec:
+        return InputSpec()
+
+    def serving_call(self, pixels):
+        """Outputs for float32 RGB pixels [B, H, W, 3] in [0, 255].
+
+        Semantic: logits float32 [B, H, W, K] covering the whole input.
+        Instance: the detection dict (`segzoo.models.mask_rcnn.model`).
+        The default converts RGB to grey for one-channel models and calls the model.
+        """
+        import tensorflow as tf
+
+        if self.training_input_spec.channels == 1:
+            pixels = tf.image.rgb_to_grayscale(pixels)
+        return self(pixels, training=False)
+
+
+def traced(model, key: str, python_function, **tf_function_kwargs):
+    """The `tf.function(python_function, **tf_function_kwargs)` stored on `model` under `key`.
+
+    Traced on first use and kept with the model (not in a global cache keyed
+    by `id(model)`): it lives exactly as long as the model and alternating
+    between models never retraces. Use it to run a model's eager calls as one
+    graph (per-op eager dispatch of a whole network is far slower).
+    """
+    import tensorflow as tf
+
+    functions = model.__dict__.get("_segzoo_traced")
+    if functions is None:
+        functions = {}
+        object.__setattr__(model, "_segzoo_traced", functions)  # untracked by Keras
+    function = functions.get(key)
+    if function is None:
+        function = functions[key] = tf.function(python_function, **tf_function_kwargs)
+    return function
 
 
 def default_class_names(num_classes: int) -> list[str]:
@@ -46,10 +167,9 @@ def resolve_class_names(class_names, num_classes: int) -> list[str]:
 
 
 def is_segzoo_model(model) -> bool:
-    return isinstance(model, keras.Model) and getattr(model, "task", None) in (
-        "semantic",
-        "instance",
-    )
+    """A `keras.Model` following the contract (`SegmentationModel` with a known task)."""
+    return (isinstance(model, keras.Model) and isinstance(model, SegmentationModel)
+            and model.task in TASKS)
 
 
 def load_checkpoint(path: str | os.PathLike, *, compile: bool = False) -> keras.Model:

@@ -28,8 +28,9 @@ import keras
 
 from segzoo.blocks.crop import CropToReference
 from segzoo.blocks.upsample import MODES, Upsample2D
-from segzoo.models.backbones.vgg import CaffeVGGPreprocess, load_vgg16_weights, vgg16_features
-from segzoo.models.base import positive_int, resolve_class_names
+from segzoo.models.backbones.preprocessing import ImageNormalization
+from segzoo.models.backbones.vgg import load_vgg16_weights, vgg16_features
+from segzoo.models.base import SegmentationModel, positive_int, resolve_class_names
 from segzoo.registry import register_model
 
 SKIPS = ("pool4", "pool3")
@@ -57,7 +58,7 @@ class Scale(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="segzoo")
-class FCN(keras.Model):
+class FCN(SegmentationModel, keras.Model):
     """Fully convolutional network on VGG16 (FCN-32s, -16s or -8s by `skips`).
 
     Args:
@@ -109,7 +110,7 @@ class FCN(keras.Model):
 
         # === Functional Model ===
         images = keras.Input(shape=(None, None, 3), name="images")
-        features = vgg16_features(CaffeVGGPreprocess(name="preprocess")(images), pad=100,
+        features = vgg16_features(ImageNormalization("caffe", name="preprocess")(images), pad=100,
                                   include_fc=True, dropout_rate=dropout_rate)
         x = score(features["fc7"], "score_fr")
         upscore_names = {"pool4": "upscore2", "pool3": "upscore_pool4"}

@@ -12,6 +12,9 @@ context) and the encoder maps are centre-cropped before concatenation. With
 1 input channel and 2 classes it has exactly 31,030,658 parameters. Sizes
 `16 * b + 124` (b >= 4; 572 has b = 28) tile exactly and give `size - 184`;
 other sizes work while every map stays positive (pooling floors odd sizes).
+`valid_tiling(depth)` derives these numbers from the depth; `UNet.serving_call`
+(what inference and the export run) mirror-pads the image by them, the paper's
+overlap-tile strategy, so a valid U-Net's served output covers its input.
 
 `padding="same"` (default) uses zero-padded convolutions; the input is padded
 inside the model (zeros after normalisation, bottom/right) to a multiple of
@@ -21,13 +24,78 @@ any H, W.
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 
 from segzoo.blocks.crop import CropToReference
-from segzoo.models.base import positive_int, resolve_class_names
+from segzoo.models.base import InputSpec, SegmentationModel, positive_int, resolve_class_names
 from segzoo.registry import register_model
 
 DEPTH = 4  # number of 2x2 poolings: H, W are padded to a multiple of 2 ** DEPTH
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidTiling:
+    """Geometry of a "valid" U-Net (two unpadded 3x3 convs a level, 2x2 pools and up-convs).
+
+    An input of `multiple * b + offset` pixels (b >= `min_blocks`) passes every
+    pooling without flooring and gives an output `2 * margin` pixels smaller:
+    the centre of the input, `margin` pixels of context on each side.
+    """
+
+    multiple: int
+    offset: int
+    margin: int
+    min_blocks: int
+
+
+def valid_tiling(depth: int = DEPTH) -> ValidTiling:
+    """`ValidTiling` of a valid U-Net with `depth` poolings (depth 4: 16 * b + 124 -> -184).
+
+    With n = 2**depth and s the size entering the bottom block: the input is
+    n * s + 4 (n - 1) (each level loses 4 pixels before its pool), the output
+    n * s - 8 n + 4 (the bottom block and each level on the way up lose 4).
+    With b = s - 4 (the bottom block's output): input n * b + 8 n - 4, loss 12 n - 8,
+    output n * b - 4 n + 4, positive for b > 4 - 4 / n (b >= 4 from depth 2 on).
+    """
+    n = 2 ** int(depth)
+    return ValidTiling(multiple=n, offset=8 * n - 4, margin=(12 * n - 8) // 2,
+                       min_blocks=5 - -(-4 // n))
+
+
+def mirror_pad_for_valid(pixels, tiling: ValidTiling):
+    """Mirror-pads [B, H, W, C] so a valid U-Net's output covers [0, H) x [0, W).
+
+    Top/left get the `margin`; bottom/right enough to reach the next tileable
+    size `multiple * b + offset >= H + 2 * margin`. Mirroring (SYMMETRIC,
+    repeated for images smaller than the margin) is the paper's overlap-tile strategy.
+    """
+    import tensorflow as tf
+
+    shape = tf.shape(pixels)
+    m, margin = tiling.multiple, tiling.margin
+
+    def target(size):
+        blocks = tf.maximum((size + 2 * margin - tiling.offset + m - 1) // m, tiling.min_blocks)
+        return blocks * m + tiling.offset
+
+    margin_t = tf.constant(margin)
+    remaining = tf.stack([margin_t, target(shape[1]) - shape[1] - margin_t,
+                          margin_t, target(shape[2]) - shape[2] - margin_t])
+
+    def body(x, remaining):
+        size = tf.shape(x)
+        limit = tf.stack([size[1], size[1], size[2], size[2]])
+        step = tf.minimum(remaining, limit)
+        x = tf.pad(x, [[0, 0], [step[0], step[1]], [step[2], step[3]], [0, 0]], mode="SYMMETRIC")
+        return x, remaining - step
+
+    padded, _ = tf.while_loop(
+        lambda x, remaining: tf.reduce_any(remaining > 0), body, (pixels, remaining),
+        shape_invariants=(tf.TensorShape([None, None, None, pixels.shape[-1]]),
+                          tf.TensorShape([4])))
+    return padded
 
 
 @keras.saving.register_keras_serializable(package="segzoo")
@@ -65,7 +133,7 @@ class PadToMultiple(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="segzoo")
-class UNet(keras.Model):
+class UNet(SegmentationModel, keras.Model):
     """U-Net for semantic segmentation.
 
     Args:
@@ -139,6 +207,24 @@ class UNet(keras.Model):
         self.base_filters = base_filters
         self.input_channels = input_channels
         self.batch_norm = bool(batch_norm)
+
+    # === Contract ===
+    @property
+    def training_input_spec(self) -> InputSpec:
+        return InputSpec(channels=self.input_channels)
+
+    def serving_call(self, pixels):
+        """Logits [B, H, W, K] for RGB pixels [B, H, W, 3]: grey for one channel; a valid
+        U-Net runs on the mirror-padded image (`mirror_pad_for_valid`), cropped back."""
+        if self.padding != "valid":
+            return super().serving_call(pixels)
+        import tensorflow as tf
+
+        size = tf.shape(pixels)
+        if self.input_channels == 1:
+            pixels = tf.image.rgb_to_grayscale(pixels)
+        logits = self(mirror_pad_for_valid(pixels, valid_tiling(DEPTH)), training=False)
+        return logits[:, : size[1], : size[2]]
 
     def get_config(self):
         return {

@@ -23,17 +23,21 @@ class WeightLoadReport:
         missing_in_source: target layers with weights that the source lacks
             (they keep their initialisation).
         unused_in_source: source layers with weights that the target lacks.
+        class_dependent: the target's `class_dependent_layers` (a skip there is
+            expected when the class count changes; elsewhere the architectures differ).
     """
 
     loaded: list = dataclasses.field(default_factory=list)
     skipped_mismatched: dict = dataclasses.field(default_factory=dict)
     missing_in_source: list = dataclasses.field(default_factory=list)
     unused_in_source: list = dataclasses.field(default_factory=list)
+    class_dependent: tuple = ()
 
     def __str__(self):
         lines = [f"loaded {len(self.loaded)} layers by name"]
         for name, (target, source) in self.skipped_mismatched.items():
-            lines.append(f"  skipped {name}: shapes {target} here, {source} in the source")
+            why = "class count differs" if name in self.class_dependent else "architecture differs"
+            lines.append(f"  skipped {name}: shapes {target} here, {source} in the source ({why})")
         if self.missing_in_source:
             lines.append(f"  not in the source (kept initialisation): "
                          f"{', '.join(self.missing_in_source)}")
@@ -67,7 +71,7 @@ def load_weights_by_name(model, source, skip_mismatched=True, verbose=True) -> W
         source = load_checkpoint(source)
     target_layers = _layers_with_weights(model)
     source_layers = _layers_with_weights(source)
-    report = WeightLoadReport()
+    report = WeightLoadReport(class_dependent=tuple(model.class_dependent_layers))
     for name, layer in target_layers.items():
         if name not in source_layers:
             report.missing_in_source.append(name)

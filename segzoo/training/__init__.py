@@ -1,13 +1,16 @@
 """segzoo.training: the common fit loop and its parts.
 
     from segzoo.training import train
-    result = train({"model": "unet", "data": "shapes", "model_arg": [("base_filters", "16")]})
+    result = train({"model": "unet", "data": "shapes", "model_args": {"base_filters": 16}})
 
 Parts: `losses.SparseSegmentationCrossEntropy` (ignores 255),
 `metrics.SegmentationMeanIoU`, `schedules.PolyWarmup`,
 `optimizers.build_optimizer`, `callbacks` (atomic best checkpoint, resume,
 NaN guard, time limit, TensorBoard images, metrics.json), `recipes`,
-`tasks.get_task`, `distribute.get_strategy`, `fit.train`.
+`tasks.get_task` (`semantic_task`, `instance_task`, `task_data`),
+`distribute.get_strategy`, `setup` (recipe and model from the flags),
+`run_callbacks` (the callbacks of a run), `fit.train`. Prediction and
+evaluation loops are `segzoo.inference` and `segzoo.evaluation.loops`.
 """
 
 from segzoo.training.losses import SparseSegmentationCrossEntropy

@@ -150,17 +150,17 @@ def imagenet_weights_file(model_name: str, model_args: dict) -> str:
     backbone = str(model_args.get("backbone", "resnet50"))
     if not backbone.startswith("resnet") or not backbone[6:].isdigit():
         raise ValueError(f"no ImageNet weights are known for backbone {backbone!r}")
-    from segzoo.models.backbones import resnet
+    from segzoo.models.backbones import resnet_weights
 
     depth = int(backbone[6:])
-    if depth not in resnet._NOTOP_HASHES:
+    if depth not in resnet_weights._NOTOP_HASHES:
         raise ValueError(
             f"keras.applications has no ImageNet file for {backbone} (only ResNet-"
-            f"{'/'.join(map(str, sorted(resnet._NOTOP_HASHES)))}); to start from ImageNet "
-            f"weights, pass --model-arg backbone_weights=PATH to a Keras .h5 / .weights.h5 "
-            f"of a {backbone}"
+            f"{'/'.join(map(str, sorted(resnet_weights._NOTOP_HASHES)))}); to start from "
+            f"ImageNet weights, pass --model-arg backbone_weights=PATH to a Keras .h5 / "
+            f".weights.h5 of a {backbone}"
         )
-    return resnet.imagenet_weights_path(depth)
+    return resnet_weights.imagenet_weights_path(depth)
 
 
 def pretrained_fallback(recipe: Recipe, model_name: str,
@@ -307,22 +307,25 @@ def class_weights_of(frequencies, ratio=10.0) -> list[float] | None:
     return [round(float(w), 3) for w in np.clip(weights, 0.25, 4.0)]
 
 
-def semantic_data_defaults(recipe: Recipe, scan: dict) -> tuple[Recipe, dict]:
+def semantic_data_defaults(recipe: Recipe, scan: dict, num_images=None) -> tuple[Recipe, dict]:
     """The generic semantic recipe fitted to a `scan_semantic` of its training split.
 
-    - crop (`image_size`): the median short side, down to a multiple of 32, in [64, 512];
-    - batch: about `PIXELS_PER_BATCH` pixels a step, in [2, 32];
+    - crop (`image_size`): the median short side, down to a multiple of 16, in [16, 512];
+    - batch: about `PIXELS_PER_BATCH` pixels a step, in [2, 32], and at most a quarter of
+      the split's `num_images` (at least 4 steps an epoch);
     - loss: "ce+dice" (nnU-Net's), with `class_weights_of` the class frequencies in its CE
       term when the classes are imbalanced;
     each only where the user did not set it. Returns (recipe, record for metrics.json).
     """
     changes, chosen = {}, {}
     if not _user(recipe, "image_size"):
-        crop = int(np.clip(scan["_median_short"] // 32 * 32, 64, 512))
+        crop = int(np.clip(scan["_median_short"] // 16 * 16, 16, 512))
         changes["image_size"] = chosen["image_size"] = crop
     crop = largest_size(changes.get("image_size", recipe.image_size))
     if not _user(recipe, "batch_size"):
         batch = int(np.clip(round(PIXELS_PER_BATCH / crop**2), 2, 32))
+        if num_images:
+            batch = max(1, min(batch, int(num_images) // 4))
         changes["batch_size"] = chosen["batch_size"] = batch
     weights = None
     if not _user(recipe, "loss"):
@@ -342,3 +345,22 @@ def describe_scan(record: dict) -> str:
             f"{record['median_size'][0]}x{record['median_size'][1]}, intensity "
             f"{record['intensity_range'][0]}..{record['intensity_range'][1]}, class frequencies "
             f"[{frequencies}] -> {chosen}")
+
+
+def instance_data_defaults(recipe: Recipe, elements, max_images=SCAN_IMAGES) -> tuple[Recipe, dict]:
+    """The generic instance recipe's short side from the data: the median short side of up
+    to `max_images` training images, down to a multiple of 32, in [128, 800] (no 128 px
+    image upsampled to the recipe's 512), unless `--image-size` was given."""
+    import itertools
+
+    shorts = [min(np.asarray(e["image"]).shape[:2])
+              for e in itertools.islice(elements, max_images)]
+    if not shorts:
+        raise ValueError("the training split has no images to scan")
+    record = {"images_scanned": len(shorts), "median_short_side": int(np.median(shorts)),
+              "chosen": {}}
+    if _user(recipe, "image_size"):
+        return recipe, record
+    size = int(np.clip(record["median_short_side"] // 32 * 32, 128, 800))
+    record["chosen"]["image_size"] = size
+    return dataclasses.replace(recipe, image_size=size), record

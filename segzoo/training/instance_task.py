@@ -3,10 +3,11 @@
 `segzoo.training.tasks.get_task(model)` returns an `InstanceTask` for models
 with `task == "instance"`. It builds the training / validation pipelines
 (`instance_train_pipeline`: short side `image_size`, long side at most the
-model's `max_size`, padded to a fixed multiple-of-32 square, instances padded
-with class-0 rows, images without instances kept as negatives), compiles with
-the optimizer only (the model computes and reports its losses itself) and
-evaluates with COCO box / mask AP (`segzoo.evaluation.instance`).
+model's `training_input_spec.max_size`, padded to a fixed multiple-of-32
+square, instances padded with class-0 rows, images without instances kept as
+negatives), compiles with the optimizer only (the model computes and reports
+its losses itself) and evaluates with COCO box / mask AP
+(`segzoo.evaluation.loops.evaluate_instances`).
 
 `image_size` should equal the model's `min_size`: inference resizes the short
 side to `min_size`, so training at another scale mismatches object sizes
@@ -18,10 +19,11 @@ from __future__ import annotations
 import warnings
 
 import keras
-import numpy as np
-import tensorflow as tf
 
-from segzoo.training.tasks import evaluate_elements
+from segzoo.training.task_data import check_dataset_task, load_split
+
+# Long-side cap when a model's input spec gives none (Mask R-CNN's default).
+_DEFAULT_MAX_SIZE = 1333
 
 
 class InstanceTask:
@@ -31,6 +33,7 @@ class InstanceTask:
         model: a segzoo instance model (`MaskRCNN`).
         val_max_images: evaluate on at most this many images (None = all).
         max_instances: instance rows per training image (M).
+        shuffle_buffer: training shuffle buffer (images; 0 = no shuffle).
         data_args: extra keyword arguments for `segzoo.data.load`.
         scale_jitter: None or (low, high): large-scale jitter in training
             (`instance_train_pipeline`).
@@ -48,20 +51,12 @@ class InstanceTask:
         self.data_args = dict(data_args or {})
         self.scale_jitter = None if scale_jitter is None else tuple(scale_jitter)
 
-    def _load(self, data_name, data_dir, split):
-        import segzoo.data
-
-        kwargs = dict(self.data_args)
-        if data_name == "shapes":
-            kwargs.setdefault("task", "instance")
-        return segzoo.data.load(data_name, split, data_dir=data_dir, **kwargs)
+    def _load(self, data_name, data_dir, split, max_images=None):
+        return load_split(data_name, split, data_dir, "instance", self.data_args, max_images)
 
     def _check(self, info, data_name, image_size):
-        if info is not None and info.task != "instance":
-            raise ValueError(
-                f"dataset {data_name!r} is a {info.task} dataset but the model is an instance model; "
-                "use an instance dataset (shapes, voc_instance, coco)")
-        min_size = getattr(self.model, "min_size", None)
+        check_dataset_task(info, "instance", data_name)
+        min_size = self.model.training_input_spec.min_size
         largest = max(image_size) if isinstance(image_size, list | tuple) else image_size
         if min_size is not None and int(largest) != int(min_size):
             warnings.warn(
@@ -71,13 +66,14 @@ class InstanceTask:
     def _pipeline(self, ds, image_size, batch_size, seed, flip, shuffle):
         from segzoo.data import pipeline
 
-        max_size = int(getattr(self.model, "max_size", 1333))
+        max_size = self.model.training_input_spec.max_size or _DEFAULT_MAX_SIZE
         if not shuffle and isinstance(image_size, list | tuple):  # validation: the largest
             image_size = max(image_size)
         return pipeline.instance_train_pipeline(
-            ds, image_size, int(batch_size), max_size=max_size, max_instances=self.max_instances,
-            flip=flip, seed=seed, shuffle_buffer=self.shuffle_buffer if shuffle else 0,
-            drop_remainder=shuffle, scale_jitter=self.scale_jitter if shuffle else None)
+            ds, image_size, int(batch_size), max_size=int(max_size),
+            max_instances=self.max_instances, flip=flip, seed=seed,
+            shuffle_buffer=self.shuffle_buffer if shuffle else 0, drop_remainder=shuffle,
+            scale_jitter=self.scale_jitter if shuffle else None)
 
     def train_dataset(self, info, data_name, data_dir, split, image_size, batch_size, seed):
         """(images float32 [B, P, P, 3], targets {"boxes", "classes", "masks"}) batches."""
@@ -88,9 +84,7 @@ class InstanceTask:
     def val_dataset(self, info, data_name, data_dir, split, image_size, batch_size, seed):
         """Validation batches in the training format (for the validation losses)."""
         self._check(info, data_name, image_size)
-        ds = self._load(data_name, data_dir, split)
-        if self.val_max_images:
-            ds = ds.take(int(self.val_max_images))
+        ds = self._load(data_name, data_dir, split, self.val_max_images)
         return self._pipeline(ds, image_size, batch_size, seed, flip=False, shuffle=False)
 
     def compile_kwargs(self) -> dict:
@@ -102,9 +96,7 @@ class InstanceTask:
         The fit loop must put these before the checkpoint callback that monitors
         `self.monitor`.
         """
-        ds = self._load(data_name, data_dir, split)
-        if self.val_max_images:
-            ds = ds.take(int(self.val_max_images))
+        ds = self._load(data_name, data_dir, split, self.val_max_images)
         return [MaskAPCallback(self, ds, info)]
 
     def evaluate(self, model, elements, info=None, *, max_images=None) -> dict:
@@ -112,51 +104,9 @@ class InstanceTask:
 
         Returns `InstanceEvaluator.compute()` (box_ap, mask_ap, mask_ap50, ...) plus `num_images`.
         """
+        from segzoo.evaluation.loops import evaluate_instances
+
         return evaluate_instances(model, elements, info, max_images=max_images)[0]
-
-
-def evaluate_instances(model, elements, info=None, *, max_images=None, class_names=None):
-    """COCO AP of an instance model over raw elements, each image at its original size.
-
-    Category ids are `info.category_ids`, else the model's; `class_names` (K names of
-    classes 1..K, optional) label the evaluator's per-class table.
-
-    Returns:
-        (`InstanceEvaluator.compute()` plus `num_images`, the evaluator).
-    """
-    from segzoo.evaluation.instance import InstanceEvaluator
-
-    category_ids = getattr(info, "category_ids", None) or getattr(model, "category_ids", None)
-    evaluator = InstanceEvaluator(category_ids=category_ids, class_names=class_names)
-
-    def add(element):
-        detections = predict_instances(model, np.asarray(element["image"]))
-        gt = {key: np.asarray(element[key]) for key in ("boxes", "classes", "masks", "is_crowd")
-              if key in element}
-        evaluator.add(int(np.asarray(element["image_id"])), gt, detections)
-
-    return evaluate_elements(elements, add, evaluator.compute, max_images=max_images), evaluator
-
-
-_PREDICT_FNS: dict = {}
-
-
-def predict_instances(model, image) -> dict:
-    """Detections of one image uint8/float [H, W, 3], truncated to num_detections (numpy)."""
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[-1] != 3:
-        raise ValueError(f"expected an RGB image [H, W, 3], got shape {image.shape}")
-    fn = _PREDICT_FNS.get(id(model))
-    if fn is None:
-        @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
-        def fn(images):
-            return model(images, training=False)
-
-        _PREDICT_FNS.clear()
-        _PREDICT_FNS[id(model)] = fn
-    out = fn(tf.convert_to_tensor(image[None].astype(np.float32)))
-    n = int(out["num_detections"][0])
-    return {key: out[key][0].numpy()[:n] for key in ("boxes", "scores", "classes", "masks")}
 
 
 class MaskAPCallback(keras.callbacks.Callback):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from segzoo.conventions import IGNORE_LABEL
+
 
 @keras.saving.register_keras_serializable(package="segzoo")
 class SegmentationMeanIoU(keras.metrics.Metric):
@@ -25,7 +27,7 @@ class SegmentationMeanIoU(keras.metrics.Metric):
         name: metric name (`mean_iou` -> `val_mean_iou` in logs).
     """
 
-    def __init__(self, num_classes: int, ignore_label: int = 255, name: str = "mean_iou",
+    def __init__(self, num_classes: int, ignore_label: int = IGNORE_LABEL, name: str = "mean_iou",
                  dtype=None):
         super().__init__(name=name, dtype=dtype)
         self.num_classes = int(num_classes)

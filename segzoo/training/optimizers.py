@@ -46,3 +46,16 @@ def build_optimizer(name: str, learning_rate, *, momentum: float = 0.9, weight_d
     if weight_decay:
         optimizer.exclude_from_weight_decay(var_names=list(NO_DECAY_NAMES))
     return optimizer
+
+
+def build_training_optimizer(recipe, total_steps: int) -> keras.optimizers.Optimizer:
+    """The optimizer of a recipe over `total_steps` steps: `PolyWarmup` schedule
+    (poly power `recipe.poly_power`, 0 = constant after warm-up) and `build_optimizer`."""
+    from segzoo.training.schedules import PolyWarmup
+
+    total_steps = max(1, int(total_steps))
+    warmup = min(recipe.warmup_steps, total_steps)
+    schedule = PolyWarmup(recipe.learning_rate, total_steps, warmup,
+                          power=recipe.poly_power if recipe.schedule == "poly" else 0.0)
+    return build_optimizer(recipe.optimizer, schedule, momentum=recipe.momentum,
+                           weight_decay=recipe.weight_decay, clipnorm=recipe.clipnorm)

@@ -61,8 +61,9 @@ class Recipe:
         min_steps: when set, epochs are raised until the run has at least this
             many steps (small data sets still get a full schedule).
         class_weights: semantic models: None or K per-class weights of the CE (term).
-        scan_data: the generic semantic recipe: derive crop, batch and loss from a scan of
-            the training split (`segzoo.training.defaults.semantic_data_defaults`).
+        scan_data: the generic recipes: derive the crop, batch and loss (semantic) or the
+            short side (instance) from a scan of the training split
+            (`segzoo.training.defaults.semantic_data_defaults` / `instance_data_defaults`).
         user_fields: what the user set (flags; "model_args.NAME" for
             `--model-arg NAME=...`): data-derived defaults never change those.
     """
@@ -168,12 +169,13 @@ RECIPES: dict[str, Recipe] = {
     # Any other instance data (COCO-format exports, instance folders, labelme): the same
     # SGD recipe scaled to the data: lr 0.02 x batch / 16 (linear scaling rule), warm-up 5%
     # of the run (at most the reference's 1,000 steps), poly decay, 12 epochs but at least
-    # 1,000 steps so a small set still gets a schedule; ImageNet backbone when available.
+    # 1,000 steps so a small set still gets a schedule; ImageNet backbone when available;
+    # the short side is the median of the training images' (scan_data) unless --image-size.
     "instance": Recipe(
         name="instance", epochs=12, batch_size=4, image_size=512, optimizer="sgd",
         learning_rate=0.02, momentum=0.9, weight_decay=1e-4, warmup_steps=1000,
         reference_batch_size=16, warmup_fraction=0.05, min_steps=1000, clipnorm=10.0,
-        val_max_images=500, model_args={"backbone_weights": "imagenet"},
+        val_max_images=500, scan_data=True, model_args={"backbone_weights": "imagenet"},
     ),
 }
 

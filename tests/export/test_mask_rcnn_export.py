@@ -29,8 +29,6 @@ EXPORT_DETECTIONS = 6
 
 
 def build_model():
-    if "mask_rcnn" not in segzoo.list_models():
-        pytest.skip("mask_rcnn is not registered yet")
     return segzoo.get_model(
         "mask_rcnn", num_classes=3, backbone="resnet18", min_size=64, max_size=96,
         max_detections=10, box_score_threshold=0.0, category_ids=CATEGORY_IDS,

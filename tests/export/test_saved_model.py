@@ -120,14 +120,10 @@ def test_export_rejects_bad_arguments(tmp_path):
     assert not os.path.exists(tmp_path / "a") and not os.path.exists(tmp_path / "b")
 
 
-# === Real models (skipped until their helpers' modules are registered) ===
-def require(name):
-    if name not in segzoo.list_models():
-        pytest.skip(f"model {name!r} is not registered yet")
+# === Real models ===
 
 
 def test_unet_export_served_without_segzoo(tmp_path):
-    require("unet")
     model = segzoo.get_model("unet", num_classes=3, base_filters=8)
     export_dir = export_saved_model(model, tmp_path / "unet")
     served = check_semantic_export(model, export_dir, tmp_path, 2,
@@ -137,7 +133,6 @@ def test_unet_export_served_without_segzoo(tmp_path):
 
 @pytest.mark.slow
 def test_fcn8s_export_served_without_segzoo(tmp_path):
-    require("fcn8s")
     model = segzoo.get_model("fcn8s", num_classes=5)
     export_dir = export_saved_model(model, tmp_path / "fcn8s")
     check_semantic_export(model, export_dir, tmp_path, 1, [(40, 56), (37, 45), (30, 50)])

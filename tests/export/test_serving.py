@@ -12,11 +12,6 @@ from segzoo.export.serving import ServingModule
 from tests.export.helpers import keras_probabilities
 
 
-def require_unet():
-    if "unet" not in segzoo.list_models():
-        pytest.skip("unet is not registered yet")
-
-
 def tileable(size):
     """The smallest valid-U-Net input 16 * b + 124 (b >= 4) covering size + 2 * 92."""
     return 16 * max(-(-(size + 60) // 16), 4) + 124
@@ -24,7 +19,6 @@ def tileable(size):
 
 @pytest.mark.parametrize("height, width", [(30, 45), (200, 130), (5, 3)])
 def test_valid_unet_output_covers_the_image(height, width):
-    require_unet()
     model = segzoo.get_model("unet", num_classes=3, base_filters=4, padding="valid")
     image = np.random.default_rng(0).integers(0, 256, (1, height, width, 3), dtype=np.uint8)
     module = ServingModule(model)  # the tf.function holds it weakly
@@ -42,7 +36,6 @@ def test_valid_unet_output_covers_the_image(height, width):
 
 
 def test_one_channel_model_gets_grey_pixels():
-    require_unet()
     model = segzoo.get_model("unet", num_classes=2, base_filters=4, input_channels=1)
     image = np.random.default_rng(1).integers(0, 256, (2, 20, 24, 3), dtype=np.uint8)
     module = ServingModule(model)  # the tf.function holds it weakly

@@ -59,8 +59,6 @@ def test_tflite_rejects_bad_arguments(tmp_path):
 
 
 def test_unet_tflite(tmp_path):
-    if "unet" not in segzoo.list_models():
-        pytest.skip("unet is not registered yet")
     model = segzoo.get_model("unet", num_classes=3, base_filters=8)
     for quantize, atol in ((None, 1e-4), ("fp16", 2e-2)):
         path = export_tflite(model, tmp_path / f"unet_{quantize}.tflite", quantize=quantize)
@@ -69,8 +67,6 @@ def test_unet_tflite(tmp_path):
 
 @pytest.mark.slow
 def test_fcn8s_tflite(tmp_path):
-    if "fcn8s" not in segzoo.list_models():
-        pytest.skip("fcn8s is not registered yet")
     model = segzoo.get_model("fcn8s", num_classes=5)
     for quantize, atol in ((None, 1e-4), ("fp16", 2e-2)):
         path = export_tflite(model, tmp_path / f"fcn8s_{quantize}.tflite", quantize=quantize)

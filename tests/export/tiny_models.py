@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import keras
 
-from segzoo.models.base import resolve_class_names
+from segzoo.models.base import SegmentationModel, resolve_class_names
+
+# Registered under names of their own: tests/training/tiny_model.py has another TinySegmenter.
+REGISTERED_NAMES = {"TinySegmenter": "segzoo_tests>ExportTinySegmenter",
+                    "TinyDetector": "segzoo_tests>ExportTinyDetector"}
 
 
-@keras.saving.register_keras_serializable(package="segzoo_tests")
-class TinySegmenter(keras.Model):
+@keras.saving.register_keras_serializable(package="segzoo_tests", name="ExportTinySegmenter")
+class TinySegmenter(SegmentationModel, keras.Model):
     task = "semantic"
 
     def __init__(self, num_classes=3, class_names=None, width=4, **kwargs):
@@ -38,8 +42,8 @@ class TinySegmenter(keras.Model):
         return cls(**config)
 
 
-@keras.saving.register_keras_serializable(package="segzoo_tests")
-class TinyDetector(keras.Model):
+@keras.saving.register_keras_serializable(package="segzoo_tests", name="ExportTinyDetector")
+class TinyDetector(SegmentationModel, keras.Model):
     """A stand-in instance model with Mask R-CNN's inference contract.
 
     `call(images float32 [B, H, W, 3])` -> {"boxes" [B, N, 4] xyxy pixels,

@@ -15,7 +15,8 @@ from segzoo.models.backbones import (
     resnet_backbone,
     set_trainable_stages,
 )
-from segzoo.models.backbones import resnet as resnet_module
+from segzoo.models.backbones import resnet_weights as resnet_module
+from segzoo.models.backbones.resnet import stage_of_layer
 from tests.layer_testing import check_layer, check_model_round_trip
 
 LEVELS = ("C2", "C3", "C4", "C5")
@@ -276,7 +277,7 @@ def test_frozen_batchnorm_stays_frozen():
 def test_set_trainable_stages(spec, stages):
     model = resnet18()
     set_trainable_stages(model, spec)
-    trainable = {resnet_module.stage_of_layer(layer.name)
+    trainable = {stage_of_layer(layer.name)
                  for layer in model.layers if layer.trainable_weights}
     assert trainable == stages
     assert model.get_config()["trainable_stages"] == spec

@@ -138,5 +138,18 @@ def test_resolve_recipe_for_a_coco_format_export(tmp_path):
     make_coco_tree(release, 2, 1, size=32, release=True)
     recipe, _ = resolve_recipe({"model": "mask_rcnn", "data": "coco", "data_dir": str(release)})
     assert recipe.name == "coco_mask_rcnn"
-    labelme, _ = resolve_recipe({"model": "mask_rcnn", "data": "labelme", "data_dir": "x"})
-    assert labelme.data_args["task"] == "instance"
+    from segzoo.training.task_data import task_data_args
+
+    assert task_data_args("labelme", "instance", {}) == {"task": "instance"}
+    assert task_data_args("coco", "instance", {}) == {}
+
+
+def test_instance_short_side_from_the_data():
+    elements = [{"image": np.zeros((h, w, 3), np.uint8)} for h, w in
+                [(130, 200), (140, 100), (150, 160)]]
+    recipe, record = defaults.instance_data_defaults(get_recipe("instance"), iter(elements))
+    assert record["median_short_side"] == 130 and recipe.image_size == 128
+    big = [{"image": np.zeros((2000, 3000, 3), np.uint8)}]
+    assert defaults.instance_data_defaults(get_recipe("instance"), iter(big))[0].image_size == 800
+    user = apply_overrides(get_recipe("instance"), image_size=256)
+    assert defaults.instance_data_defaults(user, iter(elements))[0].image_size == 256

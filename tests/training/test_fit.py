@@ -9,9 +9,10 @@ import keras
 import numpy as np
 import pytest
 
+from segzoo.commands.model_args import parse_model_args
 from segzoo.models.base import load_checkpoint
 from segzoo.training import recipes
-from segzoo.training.fit import parse_model_args, resolve_recipe, train
+from segzoo.training.fit import resolve_recipe, train
 from tests.training import tiny_model  # registers "tiny_segmenter"
 
 TINY = tiny_model.tiny_recipe()
@@ -56,7 +57,7 @@ def test_parse_model_args_literals():
 
 def test_recipe_selection_and_overrides():
     recipe, spec = resolve_recipe({"model": "unet", "data": "shapes", "epochs": 2,
-                                   "model_arg": [("base_filters", "8")]})
+                                   "model_arg": [("base_filters", 8)]})
     assert recipe.name == "shapes_unet" and recipe.epochs == 2
     assert recipe.model_args["base_filters"] == 8 and spec.task == "semantic"
     fcn = recipes.get_recipe("voc_fcn8s")

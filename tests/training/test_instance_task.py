@@ -5,7 +5,8 @@ import pytest
 
 import segzoo
 import segzoo.data
-from segzoo.training.instance_task import InstanceTask, predict_instances
+from segzoo.inference import predict_instances
+from segzoo.training.instance_task import InstanceTask
 from segzoo.training.tasks import get_task
 
 TINY = dict(num_classes=3, backbone="resnet18", min_size=64, max_size=64, fpn_channels=32, representation_size=64,
@@ -87,5 +88,5 @@ def test_fit_loop_monitors_validation_mask_ap_and_passes_trainable_layers(tmp_pa
 def test_trainable_layers_is_rejected_for_semantic_models():
     from segzoo.training.fit import resolve_recipe
 
-    with pytest.raises(ValueError, match="trainable-layers"):
+    with pytest.raises(ValueError, match="trainable_layers"):
         resolve_recipe({"model": "unet", "trainable_layers": "heads"})

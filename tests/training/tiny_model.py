@@ -7,11 +7,14 @@ distributed run compute exactly what one process computes).
 import keras
 
 import segzoo
-from segzoo.models.base import resolve_class_names
+from segzoo.models.base import SegmentationModel, resolve_class_names
+
+# Registered under a name of its own: tests/export/tiny_models.py has another TinySegmenter.
+REGISTERED_NAME = "segzoo_tests>FitTinySegmenter"
 
 
-@keras.saving.register_keras_serializable(package="segzoo_tests")
-class TinySegmenter(keras.Model):
+@keras.saving.register_keras_serializable(package="segzoo_tests", name="FitTinySegmenter")
+class TinySegmenter(SegmentationModel, keras.Model):
     task = "semantic"
 
     def __init__(self, num_classes=3, class_names=None, width=4, **kwargs):

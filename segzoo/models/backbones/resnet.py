@@ -27,6 +27,10 @@ preprocessing is inside. Level ``C_l`` has stride ``2**l``; every stride-2
 step maps a side n to ``ceil(n / 2)`` (in both layouts), so C5 of a 65-pixel
 side has ``ceil(65 / 32) = 3`` pixels.
 
+Weight files (Keras' ImageNet files, .h5 / .weights.h5 / .keras) are read by
+`segzoo.models.backbones.resnet_weights`; the input normalisation layer is
+`segzoo.models.backbones.preprocessing.ImageNormalization`.
+
 ``freeze_batchnorm=True`` uses `FrozenBatchNormalization` (torchvision's
 FrozenBatchNorm2d: always inference statistics, never trainable), as
 Mask R-CNN does. `set_trainable_stages` freezes by stage for
@@ -35,11 +39,10 @@ Mask R-CNN does. `set_trainable_stages` freezes by stage for
 
 from __future__ import annotations
 
-import os
-
-import h5py
 import keras
-import numpy as np
+
+from segzoo.models.backbones.preprocessing import ImageNormalization
+from segzoo.models.backbones.resnet_weights import imagenet_weights_path, load_resnet_weights
 
 __all__ = [
     "STAGES",
@@ -70,40 +73,6 @@ _LAYOUTS = ("keras", "torchvision")
 # Stage names in order; stage index 1 is the stem (conv1 + pool1), k the conv{k} stage.
 STAGES = ("stem", "conv2", "conv3", "conv4", "conv5")
 _PREPROCESSING = {"keras": "caffe", "torchvision": "torch"}
-
-
-@keras.saving.register_keras_serializable(package="segzoo")
-class ImageNormalization(keras.layers.Layer):
-    """ImageNet input normalisation of float RGB pixels in [0, 255]. No weights.
-
-    mode "caffe" (``keras.applications.resnet.preprocess_input``): RGB -> BGR,
-    minus the BGR mean [103.939, 116.779, 123.68]; mode "torch": ``x / 255``,
-    minus [0.485, 0.456, 0.406], divided by [0.229, 0.224, 0.225] (RGB).
-    Input and output [B, H, W, 3].
-    """
-
-    _MODES = ("caffe", "torch")
-
-    def __init__(self, mode="caffe", **kwargs):
-        super().__init__(**kwargs)
-        if mode not in self._MODES:
-            raise ValueError(f"`mode` must be one of {self._MODES}; received {mode!r}.")
-        self.mode = mode
-
-    def call(self, images):
-        images = keras.ops.cast(images, self.compute_dtype)
-        if self.mode == "caffe":
-            mean = keras.ops.convert_to_tensor([103.939, 116.779, 123.68], self.compute_dtype)
-            return images[..., ::-1] - mean
-        mean = keras.ops.convert_to_tensor([0.485, 0.456, 0.406], self.compute_dtype)
-        std = keras.ops.convert_to_tensor([0.229, 0.224, 0.225], self.compute_dtype)
-        return (images / 255.0 - mean) / std
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "mode": self.mode}
 
 
 @keras.saving.register_keras_serializable(package="segzoo")
@@ -374,156 +343,3 @@ def resnet101(weights=None, **kwargs):
 def resnet152(weights=None, **kwargs):
     """ResNet-152 (bottlenecks; keras.applications.ResNet152 layout by default)."""
     return resnet_backbone(152, weights, **kwargs)
-
-
-# === Weights ===
-
-_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
-# keras.applications.resnet.WEIGHTS_HASHES[...][1] (the include_top=False files).
-_NOTOP_HASHES = {
-    50: "4d473c1dd8becc155b73f8504c6f6626",
-    101: "88cf7a10940856eca736dc7b7e228a21",
-    152: "ee4c566cf9a93f14d82f913c2dc6dd0c",
-}
-
-
-def _imagenet_filename(depth):
-    return f"resnet{depth}_weights_tf_dim_ordering_tf_kernels_notop.h5"
-
-
-def _keras_cache_dirs():
-    """Where `keras.utils.get_file(..., cache_subdir="models")` keeps files."""
-    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    dirs = [os.path.join(home, "models"), os.path.join("/tmp", ".keras", "models")]
-    return list(dict.fromkeys(os.path.expanduser(d) for d in dirs))
-
-
-def _download(fname, file_hash):
-    return keras.utils.get_file(fname, _WEIGHTS_URL + fname, cache_subdir="models",
-                                file_hash=file_hash)
-
-
-def imagenet_weights_path(depth):
-    """Path of Keras' ImageNet ResNet-`depth` notop file: the cache, else a download.
-
-    Raises:
-        ValueError: no Keras ImageNet weights exist for `depth` (18, 34).
-        FileNotFoundError: not cached and the download failed (offline); the
-            message names the file, its URL and the directory to put it in.
-    """
-    if depth not in _NOTOP_HASHES:
-        raise ValueError(
-            f"weights='imagenet' is available for ResNet-{sorted(_NOTOP_HASHES)} "
-            f"(keras.applications); received depth {depth}. Use weights=None or a PATH."
-        )
-    fname = _imagenet_filename(depth)
-    dirs = _keras_cache_dirs()
-    for directory in dirs:
-        path = os.path.join(directory, fname)
-        if os.path.isfile(path):
-            return path
-    try:
-        return _download(fname, _NOTOP_HASHES[depth])
-    except Exception as error:  # urllib / HTTP / hash errors: not available offline
-        raise FileNotFoundError(
-            f"weights='imagenet': {fname} is not in the Keras cache and could not be "
-            f"downloaded ({type(error).__name__}: {error}). Download {_WEIGHTS_URL}{fname} "
-            f"and put it in {dirs[0]}/ , or pass weights=PATH to the file."
-        ) from error
-
-
-def _decode(names):
-    return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
-
-
-def _read_legacy_h5(path):
-    """Legacy Keras HDF5 weights (the keras.applications files): name -> arrays."""
-    with h5py.File(path, "r") as f:
-        group = f["model_weights"] if "model_weights" in f else f
-        weights = {}
-        for name in _decode(group.attrs["layer_names"]):
-            layer = group[name]
-            weights[name] = [np.asarray(layer[w]) for w in _decode(layer.attrs["weight_names"])]
-    return weights
-
-
-def _plain_twin(backbone):
-    """The same architecture with ordinary BN layers (Keras-3 files match by class)."""
-    config = backbone.get_config()
-    config.update(freeze_batchnorm=False, trainable_stages="all")
-    return ResNetBackbone.from_config(config)
-
-
-def load_resnet_weights(backbone, weights):
-    """Loads `weights` into `backbone` (a `ResNetBackbone`).
-
-    Args:
-        weights: "imagenet" (see `imagenet_weights_path`; keras layout only) or a
-            path: a legacy Keras ``.h5`` (as Keras' ImageNet files, or
-            ``model.save("x.h5")``), matched by layer name, so a file saved from
-            ``keras.applications.ResNet50`` (with or without top) loads; or a
-            Keras 3 ``.weights.h5`` / ``.keras`` file of the same architecture
-            (matched by structure, as ``Model.load_weights``).
-    Returns:
-        the names of the layers that were loaded.
-    Raises:
-        FileNotFoundError: the file does not exist (or cannot be fetched).
-        ValueError: wrong layout/depth, or the file lacks layers or has other
-            shapes (the message lists them).
-    """
-    if weights == "imagenet":
-        if backbone.layout != "keras":
-            raise ValueError(
-                "weights='imagenet' loads keras.applications weights, which need "
-                f"layout='keras'; received layout={backbone.layout!r}."
-            )
-        path = imagenet_weights_path(backbone.depth)
-    else:
-        path = os.fspath(weights)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(
-                f"ResNet weights file {path!r} does not exist; expected a Keras .h5, "
-                f".weights.h5 or .keras file of a ResNet-{backbone.depth} "
-                f"({backbone.layout} layout), or weights='imagenet'/None."
-            )
-    targets = {layer.name: layer for layer in backbone.layers if layer.weights}
-    if path.endswith((".weights.h5", ".keras")):
-        twin = _plain_twin(backbone)
-        try:
-            twin.load_weights(path)
-        except Exception as error:
-            raise ValueError(
-                f"{path!r} does not fit ResNet-{backbone.depth} ({backbone.layout} layout): "
-                f"{error}"
-            ) from error
-        source = {layer.name: layer.get_weights() for layer in twin.layers if layer.weights}
-    else:
-        try:
-            source = _read_legacy_h5(path)
-        except (OSError, KeyError) as error:
-            raise ValueError(
-                f"{path!r} is not a Keras HDF5 weights file (like "
-                f"{_imagenet_filename(50)}): {error}"
-            ) from error
-    missing = [name for name in targets if name not in source]
-    mismatched = [
-        f"{name}: {[tuple(w.shape) for w in layer.weights]} here, "
-        f"{[tuple(a.shape) for a in source[name]]} in the file"
-        for name, layer in targets.items()
-        if name in source
-        and [tuple(w.shape) for w in layer.weights] != [tuple(a.shape) for a in source[name]]
-    ]
-    if missing or mismatched:
-        problems = []
-        if missing:
-            problems.append(f"{len(missing)} layers missing from the file (e.g. {missing[:3]})")
-        if mismatched:
-            problems.append(f"{len(mismatched)} layers with other shapes (e.g. {mismatched[:2]})")
-        raise ValueError(
-            f"{path!r} does not fit ResNet-{backbone.depth} ({backbone.layout} layout): "
-            + "; ".join(problems) + ". Check `depth` and `layout` (keras layout: convs "
-            "with bias; torchvision layout: without)."
-        )
-    for name, layer in targets.items():
-        layer.set_weights(source[name])
-    return list(targets)

@@ -19,12 +19,15 @@ import h5py
 import keras
 import numpy as np
 
+from segzoo.models.backbones.preprocessing import (  # noqa: F401  (CAFFE_BGR_MEAN: re-exported)
+    CAFFE_BGR_MEAN,
+    ImageNormalization,
+)
+
 VGG16_BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
 VGG16_CONV_LAYERS = tuple(
     f"block{b}_conv{i}" for b, (_, n) in enumerate(VGG16_BLOCKS, start=1) for i in range(1, n + 1)
 )
-# ImageNet mean in BGR order, in [0, 255]: the "caffe" preprocessing of keras.applications.vgg16.
-CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 
 WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
 WEIGHTS_FILE_TOP = "vgg16_weights_tf_dim_ordering_tf_kernels.h5"
@@ -35,23 +38,11 @@ WEIGHTS_HASH = {
 }
 
 
-@keras.saving.register_keras_serializable(package="segzoo")
-class CaffeVGGPreprocess(keras.layers.Layer):
-    """VGG16 "caffe" preprocessing: RGB -> BGR, subtract the ImageNet BGR mean.
-
-    Call: images float [B, H, W, 3] RGB in [0, 255] -> float [B, H, W, 3] BGR, mean-free.
-    """
-
-    def call(self, inputs):
-        mean = keras.ops.convert_to_tensor(CAFFE_BGR_MEAN, dtype=inputs.dtype)
-        return keras.ops.flip(inputs, axis=-1) - mean
-
-
 def vgg16_features(images, *, pad=100, include_fc=True, dropout_rate=0.5) -> dict:
     """Applies VGG16 (Caffe FCN layout) to `images`, returns its feature pyramid.
 
     Args:
-        images: preprocessed float tensor [B, H, W, 3] (see `CaffeVGGPreprocess`).
+        images: preprocessed float tensor [B, H, W, 3] (`ImageNormalization("caffe")`: BGR, mean-free).
         pad: zeros added on every side before `block1_conv1` (a valid 3x3 conv):
             100 is FCN's `conv1_1 pad=100`; 0 gives plain VGG16 with "same" convs
             (then `block1_conv1` pads by 1 itself).
@@ -94,7 +85,7 @@ def vgg16_backbone(*, pad=0, include_fc=False, dropout_rate=0.5, weights=None,
         {"pool1": stride 2, ..., "pool5": stride 32 (, "fc7")}; preprocessing inside.
     """
     images = keras.Input(shape=(None, None, 3), name="images")
-    features = vgg16_features(CaffeVGGPreprocess(name="preprocess")(images), pad=pad,
+    features = vgg16_features(ImageNormalization("caffe", name="preprocess")(images), pad=pad,
                               include_fc=include_fc, dropout_rate=dropout_rate)
     model = keras.Model(images, features, name=name)
     if weights is not None:

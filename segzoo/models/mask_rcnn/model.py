@@ -27,7 +27,7 @@ import tensorflow as tf
 from tensorflow.python.framework import ops as tf_ops
 from tensorflow.python.ops import control_flow_util
 
-from segzoo.models.base import resolve_class_names
+from segzoo.models.base import InputSpec, SegmentationModel, resolve_class_names, traced
 from segzoo.models.mask_rcnn import losses, postprocess, targets
 from segzoo.models.mask_rcnn.anchors import AnchorGenerator
 from segzoo.models.mask_rcnn.box_coder import BoxCoder
@@ -42,8 +42,6 @@ from segzoo.registry import register_model
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
 MASK_LOSSES = ("sigmoid", "softmax")
 LOSS_NAMES = ("rpn_objectness", "rpn_box", "box_class", "box_regression", "mask")
-# The layers whose shapes depend on the class count (skipped when fine-tuning).
-CLASS_DEPENDENT_LAYERS = ("cls_score", "bbox_pred", "mask_fcn_logits")
 
 _COMPONENTS = ("backbone_model", "fpn", "anchor_generator", "rpn_head", "proposal_generator",
                "rpn_matcher", "rpn_sampler", "box_roi_pooler", "box_head", "box_predictor",
@@ -76,7 +74,7 @@ def _deserialize(value):
 
 
 @keras.saving.register_keras_serializable(package="segzoo")
-class MaskRCNN(keras.Model):
+class MaskRCNN(SegmentationModel, keras.Model):
     """Mask R-CNN with a ResNet-FPN backbone.
 
     Args:
@@ -105,6 +103,11 @@ class MaskRCNN(keras.Model):
     """
 
     task = "instance"
+    # Top-level layers whose shapes depend on the class count (skipped when fine-tuning).
+    class_dependent_layers = ("box_predictor", "mask_predictor")
+    # Static shapes and XLA-kernel ops only (padded NMS, gather-based RoIAlign, no
+    # crop_and_resize / combined NMS): inference and the losses compile with jit_compile=True.
+    supports_jit = True
 
     def __init__(
         self,
@@ -167,9 +170,6 @@ class MaskRCNN(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        # Static shapes and XLA-kernel ops only (padded NMS, gather-based RoIAlign, no
-        # crop_and_resize / combined NMS): inference and the losses compile with jit_compile=True.
-        self.supports_jit = True
         num_classes = int(num_classes)
         if num_classes < 1:
             raise ValueError(f"num_classes (foreground classes K) must be >= 1, got {num_classes}")
@@ -286,7 +286,6 @@ class MaskRCNN(keras.Model):
         self.mask_predictor = injected["mask_predictor"] or MaskPredictor(
             num_classes, class_agnostic=self.class_agnostic_masks, name="mask_predictor")
         self.seed_generator = keras.random.SeedGenerator(seed, name="sampler_seed")
-        self._inference_fn = None
         self.loss_trackers = {name: keras.metrics.Mean(name=name) for name in ("loss", *LOSS_NAMES)}
         self._build_layers()
 
@@ -358,11 +357,13 @@ class MaskRCNN(keras.Model):
         """
         images = tf.cast(images, tf.float32)
         if tf.executing_eagerly():
-            if self._inference_fn is None:
-                self._inference_fn = tf.function(
-                    self._inference, input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
-            return self._inference_fn(images)
+            return traced(self, "inference", self._inference,
+                          input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])(images)
         return self._inference(images)
+
+    @property
+    def training_input_spec(self) -> InputSpec:
+        return InputSpec(min_size=self.min_size, max_size=self.max_size)
 
     def _inference(self, images):
         height, width = tf.shape(images)[1], tf.shape(images)[2]

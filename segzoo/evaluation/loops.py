@@ -1,0 +1,82 @@
+"""Evaluation loops: a model over raw dataset elements, each image at its original size.
+
+    from segzoo.evaluation.loops import evaluate_semantic, evaluate_instances
+    metrics = evaluate_semantic(model, elements)                 # FCN metrics + num_images
+    metrics, evaluator = evaluate_instances(model, elements, info)   # COCO AP + num_images
+
+What `segzoo eval` runs and what the training tasks run on their validation
+split. Prediction is `segzoo.inference` (batch 1, no resize).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+
+def evaluate_elements(elements, add, compute, *, max_images: int | None = None) -> dict:
+    """The evaluation loop: `add(element)` for each of the first `max_images`
+    elements (all when None), then `compute()` (a metrics dict) plus `num_images`.
+
+    Raises:
+        ValueError: `elements` is empty.
+    """
+    count = 0
+    for element in itertools.islice(elements, max_images):
+        add(element)
+        count += 1
+    if count == 0:
+        raise ValueError("evaluation got no images (empty split?)")
+    metrics = compute()
+    metrics["num_images"] = count
+    return metrics
+
+
+def evaluate_semantic(model, elements, *, max_images: int | None = None) -> dict:
+    """FCN metrics over raw elements {"image": uint8 [H, W, 3], "mask": uint8 [H, W]}.
+
+    Each image is segmented at its original size (batch 1, no resize) and
+    compared with its mask; 255 is ignored. Returns `ConfusionMatrix.metrics()`
+    plus `num_images`.
+    """
+    from segzoo.evaluation.semantic import ConfusionMatrix
+    from segzoo.inference import predict_labels
+
+    cm = ConfusionMatrix(len(model.class_names))
+
+    def add(element):
+        labels = predict_labels(model, np.asarray(element["image"]))
+        cm.update(np.asarray(element["mask"]), labels)
+
+    return evaluate_elements(elements, add, cm.metrics, max_images=max_images)
+
+
+def evaluate_instances(model, elements, info=None, *, max_images=None, class_names=None):
+    """COCO AP of an instance model over raw elements, each image at its original size.
+
+    Category ids are `info.category_ids` when the dataset gives them, else
+    `model.category_ids`; `class_names` (K names of classes 1..K) label the
+    evaluator's per-class table (default `model.foreground_class_names`).
+
+    Returns:
+        (`InstanceEvaluator.compute()` plus `num_images`, the evaluator).
+    """
+    from segzoo.evaluation.instance import InstanceEvaluator
+    from segzoo.inference import predict_instances
+
+    category_ids = info.category_ids if info is not None and info.category_ids else None
+    evaluator = InstanceEvaluator(
+        category_ids=category_ids or model.category_ids,
+        class_names=class_names if class_names is not None else model.foreground_class_names)
+
+    def add(element):
+        detections = predict_instances(model, np.asarray(element["image"]))
+        gt = {key: np.asarray(element[key]) for key in ("boxes", "classes", "masks", "is_crowd")
+              if key in element}
+        evaluator.add(int(np.asarray(element["image_id"])), gt, detections)
+
+    return evaluate_elements(elements, add, evaluator.compute, max_images=max_images), evaluator
+
+
+__all__ = ["evaluate_elements", "evaluate_instances", "evaluate_semantic"]
