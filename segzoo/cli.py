@@ -28,7 +28,7 @@ _VERBOSE_HELP = "show TensorFlow's start-up log lines (hidden by default)"
 
 
 def _image_size(text: str):
-    from segzoo.training.defaults import parse_image_size
+    from segzoo.commands.size_args import parse_image_size
 
     try:
         return parse_image_size(text)
@@ -37,7 +37,7 @@ def _image_size(text: str):
 
 
 def _scale_jitter(text: str):
-    from segzoo.training.defaults import parse_scale_jitter
+    from segzoo.commands.size_args import parse_scale_jitter
 
     try:
         return parse_scale_jitter(text)

@@ -26,49 +26,9 @@ MAX_SIZE_RATIO = 1333 / 800
 _VGG_MODELS = ("fcn32s", "fcn16s", "fcn8s")
 
 
-def parse_image_size(text):
-    """`--image-size` text or value -> int, or a tuple of ints for "96,112,128".
-
-    Raises:
-        ValueError: not positive integers.
-    """
-    if isinstance(text, int | float) and not isinstance(text, bool):
-        values = [text]
-    elif isinstance(text, list | tuple):
-        values = list(text)
-    else:
-        values = [v for v in str(text).replace(" ", "").split(",") if v]
-    try:
-        sizes = [int(v) for v in values if float(v) == int(float(v))]
-    except (TypeError, ValueError):
-        sizes = []
-    if not sizes or len(sizes) != len(values) or min(sizes) < 1:
-        raise ValueError(
-            f"--image-size expects a positive integer or comma-separated integers "
-            f"(e.g. 128 or 96,112,128), got {text!r}"
-        )
-    return sizes[0] if len(sizes) == 1 else tuple(sizes)
-
-
 def largest_size(image_size) -> int:
     """The largest of an `image_size` (int or tuple): the inference scale."""
     return int(max(image_size)) if isinstance(image_size, list | tuple) else int(image_size)
-
-
-def parse_scale_jitter(text):
-    """`--scale-jitter LOW,HIGH` -> (low, high) floats (e.g. "0.1,2.0").
-
-    Raises:
-        ValueError: not two numbers with 0 < low <= high.
-    """
-    try:
-        values = tuple(float(v) for v in str(text).split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 2 or not 0 < values[0] <= values[1]:
-        raise ValueError(f"--scale-jitter expects LOW,HIGH with 0 < LOW <= HIGH (e.g. 0.1,2.0), "
-                         f"got {text!r}")
-    return values
 
 
 def check_image_size(recipe: Recipe, task: str) -> None:

@@ -80,12 +80,18 @@ def test_schedule_scaled_to_data_and_batch():
     assert notes and all(isinstance(n, str) for n in notes)
 
 
-def test_parse_image_size():
-    assert defaults.parse_image_size("128") == 128
-    assert defaults.parse_image_size("96,112,128") == (96, 112, 128)
+def test_parse_image_size_and_scale_jitter():
+    from segzoo.commands.size_args import parse_image_size, parse_scale_jitter
+
+    assert parse_image_size("128") == 128
+    assert parse_image_size("96,112,128") == (96, 112, 128)
     for bad in ("", "a", "0", "12.5", "96,,x"):
         with pytest.raises(ValueError, match="--image-size"):
-            defaults.parse_image_size(bad)
+            parse_image_size(bad)
+    assert parse_scale_jitter("0.1,2.0") == (0.1, 2.0)
+    for bad in ("2,1", "0.5", "a,b", "0,1"):
+        with pytest.raises(ValueError, match="--scale-jitter"):
+            parse_scale_jitter(bad)
 
 
 def test_scan_picks_crop_batch_loss_and_weights():
