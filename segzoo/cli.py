@@ -3,9 +3,14 @@
     segzoo list
     segzoo train MODEL [--data NAME] [--data-dir DIR] ... [--out RUN_DIR]
     segzoo eval --checkpoint RUN_DIR/model.keras [--data NAME] [--split val] [--json]
-    segzoo predict --checkpoint CKPT IMAGE... --out DIR
-    segzoo export --checkpoint CKPT --out PATH [--format saved_model|tflite]
+    segzoo predict --checkpoint CKPT DIR_OR_GLOB... --out DIR [--tile SIZE --overlap PX]
+                   [--tta flip[,scales=...]] [--resume]
+    segzoo export --checkpoint CKPT --out PATH [--format saved_model|tflite|onnx]
     segzoo demo
+    segzoo ablate mask_rcnn|fcn [--data shapes] [--minutes M] [--epochs N] [--studies ...]
+                  [--seeds S] --out DIR
+    segzoo convert --from torchvision|caffe --arch NAME --weights FILE --out OUT
+    segzoo weights [list | get NAME [--file F]]
 
 This module only parses arguments; each subcommand's work lives in
 `segzoo.commands.<subcommand>.run(args) -> int`, imported when it is called so
@@ -43,6 +48,21 @@ def _scale_jitter(text: str):
         return parse_scale_jitter(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from error
+def _add_inference_options(parser) -> None:
+    parser.add_argument("--tile", type=int, default=None, metavar="SIZE",
+                        help="sliding-window inference in SIZE x SIZE tiles for larger images")
+    parser.add_argument("--overlap", type=int, default=None, metavar="PX",
+                        help="pixels shared by neighbouring tiles (default SIZE // 4)")
+    parser.add_argument("--tta", default=None, metavar="flip[,scales=S,...]",
+                        help="semantic test-time augmentation, e.g. flip or flip,scales=0.75,1,1.25")
+
+
+def _precision_arg(parser, help=None) -> None:
+    # Choices spelled here (not imported) so `segzoo list` does not import Keras.
+    parser.add_argument(
+        "--precision", default=None, choices=["float32", "bfloat16", "float16"],
+        help=help or "compute precision: Keras policy float32 (default), mixed_bfloat16 or "
+                     "mixed_float16; bfloat16 pays on CPUs with AMX / AVX512-BF16 and recent GPUs")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,8 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="backbone stages to train (Mask R-CNN)")
     train.add_argument("--strategy", default="default",
                        choices=["default", "one_device", "mirrored", "multi_worker"])
-    train.add_argument("--mixed-precision", action="store_true")
+    _precision_arg(train)
+    train.add_argument("--mixed-precision", action="store_true",
+                       help="alias of --precision float16")
     train.add_argument("--jit-compile", action="store_true")
+    train.add_argument("--data-service", default=None, metavar="ADDRESS",
+                       help="preprocess on a tf.data service dispatcher's workers (grpc://HOST:PORT)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
                        help="stop training after this many minutes (best checkpoint kept)")
@@ -104,26 +128,75 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch-size", type=int, default=1)
     ev.add_argument("--max-images", type=int, default=None)
     ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.add_argument("--plots", default=None, metavar="DIR",
+                    help="write evaluation figures (confusion matrix, IoU bars / PR curves, AP by size)")
+    _add_inference_options(ev)
+    _precision_arg(ev)
 
     pr = sub.add_parser("predict", help="segment images with a checkpoint")
     pr.add_argument("--checkpoint", required=True)
-    pr.add_argument("images", nargs="+", metavar="IMAGE")
+    pr.add_argument("images", nargs="+", metavar="DIR_OR_GLOB",
+                    help="image files, directories of images or glob patterns ('**' recursive)")
     pr.add_argument("--out", required=True, help="output directory")
     pr.add_argument("--score-threshold", type=float, default=0.5,
                     help="instance models: keep detections scoring at least this")
+    pr.add_argument("--batch-size", type=int, default=4,
+                    help="equal-size images (or tiles) per model call")
+    pr.add_argument("--resume", action="store_true",
+                    help="skip images whose outputs are already in --out")
+    _add_inference_options(pr)
+    _precision_arg(pr)
 
-    ex = sub.add_parser("export", help="export a checkpoint as SavedModel or TFLite")
+    ex = sub.add_parser("export", help="export a checkpoint as SavedModel, TFLite or ONNX")
     ex.add_argument("--checkpoint", required=True)
     ex.add_argument("--out", required=True)
-    ex.add_argument("--format", default="saved_model", choices=["saved_model", "tflite"])
+    ex.add_argument("--format", default="saved_model", choices=["saved_model", "tflite", "onnx"])
     ex.add_argument("--max-detections", type=int, default=None)
     ex.add_argument("--serving-layout", action="store_true",
                     help="write OUT/NAME/VERSION/ as TF Serving expects")
-    ex.add_argument("--quantize", default=None, choices=["fp16"], help="TFLite quantisation")
+    ex.add_argument("--quantize", default=None, choices=["fp16", "int8"],
+                    help="TFLite quantisation: fp16 weights, or int8 (full-integer, calibrated)")
+    ex.add_argument("--calibration-data", default=None, metavar="NAME[:split]",
+                    help="--quantize int8: dataset whose images calibrate it (e.g. shapes:train)")
+    ex.add_argument("--calibration-images", type=int, default=None, metavar="N",
+                    help="--quantize int8: calibrate on the first N images (default 64)")
+    ex.add_argument("--data-dir", default=None, help="the --calibration-data directory")
+    _precision_arg(ex, "SavedModel compute precision (float32 variables; uint8 in, same outputs)")
+
+    cv = sub.add_parser("convert", help="convert published torchvision / Caffe weights")
+    cv.add_argument("--from", dest="source", required=True, choices=["torchvision", "caffe"])
+    cv.add_argument("--arch", required=True,
+                    help="torchvision: resnet18/34/50/101, maskrcnn_resnet50_fpn, "
+                         "keypointrcnn_resnet50_fpn; caffe: fcn32s, fcn16s, fcn8s")
+    cv.add_argument("--weights", required=True, help="the published .pth / .caffemodel file")
+    cv.add_argument("--out", required=True, help=".keras (models) or .weights.h5 (ResNets)")
+
+    wt = sub.add_parser("weights", help="list / get published checkpoints ($SEGZOO_HOME cache)")
+    wt_sub = wt.add_subparsers(dest="action", metavar="ACTION")
+    wt_sub.add_parser("list", help="list the catalogue")
+    wt_get = wt_sub.add_parser("get", help="download (or take --file), verify, convert; print the path")
+    wt_get.add_argument("name", metavar="NAME")
+    wt_get.add_argument("--file", default=None, help="a copy of the published file")
 
     demo = sub.add_parser("demo", help="train, evaluate and predict on the built-in shapes set")
     demo.add_argument("--out", default="demo_out")
     demo.add_argument("--minutes", type=float, default=5.0)
+
+    ab = sub.add_parser("ablate", help="rerun the seed's ablation studies (Mask R-CNN, FCN)")
+    ab.add_argument("family", choices=["mask_rcnn", "fcn"], help="which paper's ablations")
+    ab.add_argument("--data", default="shapes", help="dataset (default shapes, built in)")
+    ab.add_argument("--data-dir", default=None)
+    ab.add_argument("--minutes", type=float, default=None,
+                    help="whole budget, split evenly over runs x seeds (default 40 mask_rcnn, 30 fcn)")
+    ab.add_argument("--epochs", type=int, default=None, help="train every run N epochs instead")
+    ab.add_argument("--steps-per-epoch", type=int, default=None)
+    ab.add_argument("--studies", nargs="+", default=None, metavar="STUDY",
+                    help="studies (comma or space separated; default all)")
+    ab.add_argument("--seeds", type=int, default=1, help="seeds per variant (mean and spread)")
+    ab.add_argument("--eval-images", type=int, default=None,
+                    help="evaluate on the first N val images (default all)")
+    ab.add_argument("--out", default=None,
+                    help="output directory (default runs/ablate-mrcnn or runs/ablate-fcn)")
 
     # Every subcommand also takes --verbose (`segzoo train ... --verbose`); SUPPRESS keeps
     # a `segzoo --verbose train` given before the subcommand.

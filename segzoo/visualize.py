@@ -50,38 +50,89 @@ def semantic_overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.5) 
     return np.where((labels == 0)[..., None], image, blended).astype(np.uint8)
 
 
+def draw_keypoints(image: np.ndarray, keypoints, skeleton=(), colors=None,
+                   threshold: float = 0.0) -> np.ndarray:
+    """Draws keypoints (filled dots) and the skeleton's lines between them on a copy of `image`.
+
+    Args:
+        image: uint8 [H, W, 3] RGB.
+        keypoints: float [N, K, 3] (x, y, s) in image pixels; s is a score
+            (predictions) or COCO's visibility v (ground truth): a keypoint is
+            drawn where s > `threshold` (v = 0, unlabelled, is never drawn).
+        skeleton: pairs (i, j) of 0-based keypoint indices; a line is drawn
+            where both ends are drawn.
+        colors: uint8 [N, 3] one colour per instance (default: VOC palette 1..N).
+    """
+    out = np.asarray(image, dtype=np.uint8).copy()
+    keypoints = np.asarray(keypoints, np.float32).reshape(-1, *np.shape(keypoints)[-2:])
+    if keypoints.size == 0:
+        return out
+    colors = voc_palette(len(keypoints) + 1)[1:] if colors is None else np.asarray(colors)
+    radius = max(1, int(round(min(out.shape[:2]) / 128)))
+    for n, points in enumerate(keypoints):
+        color = tuple(int(c) for c in colors[n])
+        shown = points[:, 2] > threshold
+        xy = [(int(round(float(x))), int(round(float(y)))) for x, y in points[:, :2]]
+        for i, j in skeleton:
+            if shown[i] and shown[j]:
+                cv2.line(out, xy[i], xy[j], color, 1, cv2.LINE_AA)
+        for k in np.flatnonzero(shown):
+            cv2.circle(out, xy[k], radius + 1, (255, 255, 255), -1, cv2.LINE_AA)
+            cv2.circle(out, xy[k], radius, color, -1, cv2.LINE_AA)
+    return out
+
+
 def instance_overlay(image: np.ndarray, boxes, masks, classes, scores=None, class_names=None,
-                     alpha: float = 0.5) -> np.ndarray:
-    """Draws instance masks, boxes and "name score" labels over `image`.
+                     alpha: float = 0.5, keypoints=None, skeleton=()) -> np.ndarray:
+    """Draws instance masks, boxes and "name score" labels (and keypoints) over `image`.
 
     Args:
         image: uint8 [H, W, 3] RGB.
         boxes: float [N, 4] `[x1, y1, x2, y2]` in image pixels.
-        masks: {0,1} [N, H, W] (or None).
+        masks: {0,1} [N, H, W], or N crops (y0, x0, bool [h, w]) placed at (y0, x0)
+            (`segzoo.inference.instances.Instances.crops`), or None.
         classes: int [N], ids into `class_names` (names[i] for class i).
         scores: optional float [N].
         class_names: optional list of names indexed by class id.
+        keypoints: optional float [N, K, 3] (x, y, score), drawn with `skeleton`
+            by `draw_keypoints` in each instance's colour.
+
+    Lines and labels grow with the image (1 px and OpenCV font scale 0.35 up to
+    a 400-pixel short side, in proportion above), so they stay legible when a
+    4000 x 3000 overlay is viewed scaled to a screen.
     """
     out = np.asarray(image, dtype=np.uint8).copy()
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
     classes = np.asarray(classes).reshape(-1)
     colors = voc_palette(len(boxes) + 1)[1:]
     if masks is not None:
-        for i, mask in enumerate(np.asarray(masks)):
+        crops = masks if isinstance(masks, list | tuple) else [(0, 0, m) for m in np.asarray(masks)]
+        for i, (y0, x0, mask) in enumerate(crops):
+            view = out[y0:y0 + mask.shape[0], x0:x0 + mask.shape[1]]
             region = mask.astype(bool)
-            out[region] = ((1 - alpha) * out[region] + alpha * colors[i]).astype(np.uint8)
+            view[region] = ((1 - alpha) * view[region] + alpha * colors[i]).astype(np.uint8)
     height, width = out.shape[:2]
+    grow = max(1.0, min(height, width) / 400.0)
+    font_scale, thickness = 0.35 * grow, max(1, int(round(grow)))
+    corners = []
     for i, (x1, y1, x2, y2) in enumerate(boxes):
-        color = tuple(int(c) for c in colors[i])
         p1 = (int(round(float(np.clip(x1, 0, width - 1)))), int(round(float(np.clip(y1, 0, height - 1)))))
         p2 = (int(round(float(np.clip(x2, 0, width - 1)))), int(round(float(np.clip(y2, 0, height - 1)))))
-        cv2.rectangle(out, p1, p2, color, 1)
+        cv2.rectangle(out, p1, p2, tuple(int(c) for c in colors[i]), thickness)
+        corners.append(p1)
+    # Labels after every box, the first detection's (the best, when sorted by score) last, on top.
+    for i in reversed(range(len(boxes))):
+        color, p1 = tuple(int(c) for c in colors[i]), corners[i]
         cid = int(classes[i])
         name = class_names[cid] if class_names is not None and 0 <= cid < len(class_names) else str(cid)
         text = name if scores is None else f"{name} {float(scores[i]):.2f}"
-        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.35, 1)
-        ty = max(p1[1], th + 2)
-        cv2.rectangle(out, (p1[0], ty - th - 2), (p1[0] + tw + 2, ty), color, -1)
-        cv2.putText(out, text, (p1[0] + 1, ty - 2), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
-                    (255, 255, 255), 1, cv2.LINE_AA)
+        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)
+        pad = 2 * thickness
+        ty = max(p1[1], th + pad)
+        tx = max(0, min(p1[0], width - tw - pad))  # keep the label inside the image when it fits
+        cv2.rectangle(out, (tx, ty - th - pad), (tx + tw + pad, ty), color, -1)
+        cv2.putText(out, text, (tx + thickness, ty - thickness), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
+                    (255, 255, 255), thickness, cv2.LINE_AA)
+    if keypoints is not None:
+        out = draw_keypoints(out, keypoints, skeleton, colors=colors)
     return out

@@ -46,6 +46,7 @@ from segzoo.blocks.roi_sampling import (
     _roi_align_boxes,
     _sorted_map_chunks,
     _sub,
+    export_mode,
     round_half_away,
 )
 
@@ -172,11 +173,12 @@ def _graph_when_eager(fn):
     """
     fn = tf.autograph.experimental.do_not_convert(fn)  # no Python control flow on tensors
     graph_fn = tf.function(fn, reduce_retracing=True, autograph=False)
+    export_graph_fn = tf.function(fn, reduce_retracing=True, autograph=False)  # its own traces
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         if tf.executing_eagerly():
-            return graph_fn(*args, **kwargs)
+            return (export_graph_fn if export_mode() else graph_fn)(*args, **kwargs)
         return fn(*args, **kwargs)
 
     return wrapper
@@ -287,8 +289,11 @@ def assign_fpn_levels(boxes, min_level, max_level, canonical_size=224, canonical
     area = _mul(_sub(boxes[:, 2], boxes[:, 0]), _sub(boxes[:, 3], boxes[:, 1]))
     ratio = _div(tf.sqrt(area), float(canonical_size))
     # log2 of the float32 ratio, correctly rounded to float32 (exact on powers of 2).
-    log2 = tf.cast(tf.math.divide_no_nan(tf.math.log(tf.cast(ratio, tf.float64)), math.log(2.0)),
-                   tf.float32)
+    if export_mode():  # float32 log (TFLite has no float64 Log); exact on powers of 2 too
+        log2 = tf.math.divide_no_nan(tf.math.log(ratio), tf.constant(math.log(2.0), tf.float32))
+    else:
+        log2 = tf.cast(tf.math.divide_no_nan(tf.math.log(tf.cast(ratio, tf.float64)),
+                                             math.log(2.0)), tf.float32)
     level = tf.floor(_add(_add(float(canonical_level), log2), tf.constant(eps, tf.float32)))
     level = tf.clip_by_value(level, float(min_level), float(max_level))
     # Negative area: NaN in torchvision (the box then gets no level); min_level here.

@@ -14,6 +14,9 @@ map pixel (0, 0)), height, width (int32 map size) and the box geometry.
 
 from __future__ import annotations
 
+import contextlib
+import threading
+
 import tensorflow as tf
 from tensorflow.python.eager import record
 
@@ -29,6 +32,35 @@ _SINGLE_PASS_BYTES = 512 * 2**20
 _SAMPLES_PER_STEP = 4  # adaptive grid: samples per bin gathered per loop step
 _ASSUMED_CHANNELS = 256  # for sizing chunks when C is not known statically
 _FLT_MAX = 3.4028234663852886e38
+
+
+# --------------------------------------------------------------------------- export mode
+
+_EXPORT = threading.local()
+
+
+@contextlib.contextmanager
+def roi_export_mode(enabled=True):
+    """Functions traced inside use the export path of RoIAlign / RoIPool / the level mapper.
+
+    The export path computes in plain float32 (no float64 round trip: TFLite's
+    builtin Add/Sub/Mul/Div/Log have no float64 kernels) and keeps every tensor
+    at rank <= 5 (TFLite's builtin STRIDED_SLICE and broadcasting stop at 5-D).
+    Its results equal the exact path's within 1e-4 (a sample position may differ
+    by a float32 ulp where graph rewrites regroup the arithmetic). Read while
+    tracing: a `tf.function` traced outside keeps the exact path.
+    """
+    previous = getattr(_EXPORT, "enabled", False)
+    _EXPORT.enabled = bool(enabled)
+    try:
+        yield
+    finally:
+        _EXPORT.enabled = previous
+
+
+def export_mode() -> bool:
+    """True while tracing inside `roi_export_mode()`."""
+    return getattr(_EXPORT, "enabled", False)
 
 
 # --------------------------------------------------------------------------- chunking
@@ -121,6 +153,8 @@ def _exact(fn, *args):
     moves samples by an ulp against torchvision's float32 kernel. XLA may still
     contract a multiply-add into an FMA: last-bit differences under jit_compile.)
     """
+    if export_mode():
+        return fn(*[tf.cast(a, tf.float32) for a in args])
     return tf.cast(fn(*[tf.cast(a, tf.float64) for a in args]), tf.float32)
 
 
@@ -172,12 +206,32 @@ def _fixed_corners(box, out_h, out_w, grid):
 
 def _align_fixed_chunk(flat, corners, out_h, out_w, grid):
     """Gathers a chunk's 4*grid^2 corner rows per bin and sums them with their weights."""
+    if export_mode():
+        return _align_fixed_chunk_5d(flat, corners, out_h, out_w, grid)
     rows = corners["row_index"][:, :, None, :, :, None, None]
     cols = corners["cols"][:, None, :, None, None, :, :]
     weight = corners["wy"][:, :, None, :, :, None, None] * corners["wx"][:, None, :, None, None]
     samples = 4 * grid * grid
     index = tf.reshape(rows + cols, [-1, out_h, out_w, samples])
     weight = tf.reshape(weight, [-1, out_h, out_w, samples])
+    return _weighted_sum(weight, _gather_rows(flat, index))
+
+
+def _align_fixed_chunk_5d(flat, corners, out_h, out_w, grid):
+    """`_align_fixed_chunk` with tensors of rank <= 5, the samples in the same order.
+
+    A bin's 4*grid^2 samples are (sample row, corner row) x (sample column,
+    corner column): `[K, out_h, 2g]` row terms and `[K, out_w, 2g]` column terms
+    broadcast to `[K, out_h, out_w, 2g, 2g]` instead of a 7-D outer product.
+    """
+    k = tf.shape(corners["row_index"])[0]
+    side = 2 * grid
+    rows = tf.reshape(corners["row_index"], tf.stack([k, out_h, 1, side, 1]))
+    cols = tf.reshape(corners["cols"], tf.stack([k, 1, out_w, 1, side]))
+    wy = tf.reshape(corners["wy"], tf.stack([k, out_h, 1, side, 1]))
+    wx = tf.reshape(corners["wx"], tf.stack([k, 1, out_w, 1, side]))
+    index = tf.reshape(rows + cols, tf.stack([k, out_h, out_w, side * side]))
+    weight = tf.reshape(wy * wx, tf.stack([k, out_h, out_w, side * side]))
     return _weighted_sum(weight, _gather_rows(flat, index))
 
 

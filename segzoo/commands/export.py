@@ -13,6 +13,10 @@ def run(args) -> int:
         max_detections=args.max_detections,
         serving_layout=args.serving_layout,
         quantize=args.quantize,
+        precision=getattr(args, "precision", None),
+        calibration_data=getattr(args, "calibration_data", None),
+        data_dir=getattr(args, "data_dir", None),
+        calibration_images=getattr(args, "calibration_images", None),
     )
     print(f"exported {args.checkpoint} as {args.format} to {path}")
     return 0

@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from segzoo.data import errors
+from segzoo.data.service import shard_indices
 
 # image uint8 [H, W, 3], mask uint8 [H, W] (class ids, 255 = ignore).
 SEMANTIC = {
@@ -40,6 +41,11 @@ def _reporting(fn):
     return read
 
 
+def with_keypoints(spec: dict, num_keypoints: int) -> dict:
+    """`spec` plus "keypoints": float32 [N, K, 3] (x, y pixels, v 0/1/2), K = `num_keypoints`."""
+    return {**spec, "keypoints": tf.TensorSpec([None, int(num_keypoints), 3], tf.float32)}
+
+
 def numpy_element(fn, index, spec) -> dict:
     """`fn(index)` (numpy, returning one array per entry of `spec`, in its order) as a dict
     of tensors with `spec`'s dtypes and static shapes; for use inside `Dataset.map`.
@@ -59,7 +65,8 @@ def numpy_dataset(read, image_ids, spec) -> tf.data.Dataset:
     """The dataset of `{**numpy_element(read, i, spec), "image_id": image_ids[i]}` for
     i = 0, 1, ... in order (parallel, deterministic map); `read(i)` gets an int64 index."""
     indices = np.arange(len(image_ids), dtype=np.int64)
-    ds = tf.data.Dataset.from_tensor_slices((indices, image_ids))
+    # Under sharded_reading (MultiWorkerMirroredStrategy) each worker reads its own images.
+    ds = shard_indices(tf.data.Dataset.from_tensor_slices((indices, image_ids)))
 
     def to_element(index, image_id):
         return {**numpy_element(read, index, spec), "image_id": image_id}

@@ -290,6 +290,7 @@ def instance_train_pipeline(
     seed=None,
     shuffle_buffer=256,
     drop_remainder=False,
+    keypoint_flip_indices=None,
 ):
     """Resize, pad and batch an instance dataset for Mask R-CNN training.
 
@@ -301,6 +302,12 @@ def instance_train_pipeline(
     `instance_pad_size(max(image_size), max_size)`), and pad the instances to
     `max_instances` rows (class 0 = padding; beyond max_instances the first ones
     are kept). Images with no instances are kept (all rows padding).
+
+    Keypoints (elements with "keypoints" float32 [N, K, 3], x, y pixels and
+    v): x, y are scaled as the boxes; a flip mirrors x' = w - x (torchvision's
+    reference transform) and permutes the keypoints by `keypoint_flip_indices`
+    (left_* <-> right_*, `segzoo.data.keypoints.flip_indices`); x, y are zeroed
+    where v = 0 and padding rows are all zero.
 
     Multi-scale training: with several sizes, S is drawn per image uniformly
     among them (torchvision's `GeneralizedRCNNTransform` / detectron2's
@@ -325,15 +332,18 @@ def instance_train_pipeline(
             "is_crowd" bool [B, M].
         pad_size: P (multiple of 32); default `instance_pad_size(...)` (with
             `scale_jitter`: T rounded up to a multiple of 32).
-        scale_jitter: None, or (low, high) of large-scale jitter (above).
-        seed: int for reproducible shuffling, scales and flips, None for random.
+        scale_jitter: None, or (low, high) of large-scale jitter (above; not with keypoints).
+        seed: int for reproducible shuffling and flips, None for random.
         shuffle_buffer: shuffle buffer size (0 disables shuffling).
         drop_remainder: drop the last partial batch.
+        keypoint_flip_indices: K ints, the flip permutation of the keypoints;
+            required when elements have keypoints and `flip` is True.
 
     Returns:
         dataset of (images float32 [B, P, P, 3] in [0, 255], targets) with targets
         {"boxes": float32 [B, M, 4] xyxy resized-image pixels, "classes": int32
-        [B, M] (0 = padding), "masks": uint8 [B, M, P, P]}.
+        [B, M] (0 = padding), "masks": uint8 [B, M, P, P]} and, for elements with
+        keypoints, "keypoints": float32 [B, M, K, 3] (x, y resized-image pixels, v).
     """
     sizes = _image_sizes(image_size)
     target = max(sizes)
@@ -341,6 +351,9 @@ def instance_train_pipeline(
         jitter_low, jitter_high = (float(v) for v in scale_jitter)
         if not 0 < jitter_low <= jitter_high:
             raise ValueError(f"scale_jitter must satisfy 0 < low <= high, got {scale_jitter!r}")
+        if "keypoints" in ds.element_spec:
+            raise ValueError("scale_jitter (large-scale jitter) is not implemented for keypoint "
+                             "data; train keypoint models without --scale-jitter")
         default_pad = int(math.ceil(target / 32) * 32)
     else:
         default_pad = instance_pad_size(target, max_size)
@@ -349,6 +362,22 @@ def instance_train_pipeline(
         raise ValueError(f"pad_size must be a multiple of 32, got {pad_size!r}")
     max_instances = int(max_instances)
     size_table = tf.constant(sizes, tf.float32)
+    has_keypoints = "keypoints" in ds.element_spec
+    flip_order = None
+    if has_keypoints:
+        num_keypoints = ds.element_spec["keypoints"].shape[1]
+        if flip:
+            if keypoint_flip_indices is None:
+                raise ValueError(
+                    "the dataset has keypoints: flipping needs keypoint_flip_indices "
+                    "(segzoo.data.keypoints.flip_indices(info.keypoint_names)) or flip=False"
+                )
+            flip_order = [int(i) for i in keypoint_flip_indices]
+            if sorted(flip_order) != list(range(num_keypoints)):
+                raise ValueError(
+                    f"keypoint_flip_indices must be a permutation of 0..{num_keypoints - 1}, "
+                    f"got {flip_order}"
+                )
 
     def jitter(image, masks, classes, is_crowd, seed_scale, seed_y, seed_x):
         """Large-scale jitter of the module doc: scale, random T x T window, re-derived boxes."""
@@ -378,10 +407,13 @@ def instance_train_pipeline(
         classes = tf.cast(element["classes"], tf.int32)
         masks = element["masks"]
         is_crowd = tf.cast(element["is_crowd"], tf.bool)
+        points = tf.cast(element["keypoints"], tf.float32) if has_keypoints else None
         if drop_crowd:
             keep = tf.logical_not(is_crowd)
             boxes, classes = tf.boolean_mask(boxes, keep), tf.boolean_mask(classes, keep)
             masks, is_crowd = tf.boolean_mask(masks, keep), tf.boolean_mask(is_crowd, keep)
+            if has_keypoints:
+                points = tf.boolean_mask(points, keep)
         seed_size, seed_y, seed_x = _split_seed(seed2, 3)  # seed2 itself: the flip
         if scale_jitter is not None:
             image, boxes, classes, masks, is_crowd, new_h, new_w = jitter(
@@ -402,6 +434,8 @@ def instance_train_pipeline(
             sx = tf.cast(new_w, tf.float32) / width
             sy = tf.cast(new_h, tf.float32) / height
             boxes = boxes * tf.stack([sx, sy, sx, sy])
+            if has_keypoints:
+                points = points * tf.stack([sx, sy, 1.0])
             n = tf.shape(masks)[0]
             resized = tf.image.resize(
                 tf.cast(masks, tf.float32)[..., None], [new_h, new_w], method="bilinear"
@@ -415,6 +449,10 @@ def instance_train_pipeline(
             image = tf.cond(do_flip, lambda: image[:, ::-1], lambda: image)
             masks = tf.cond(do_flip, lambda: masks[:, :, ::-1], lambda: masks)
             boxes = tf.cond(do_flip, lambda: flipped, lambda: boxes)
+            if has_keypoints:
+                mirrored = tf.gather(points, flip_order, axis=1)
+                mirrored = tf.concat([w - mirrored[..., :1], mirrored[..., 1:]], axis=-1)
+                points = tf.cond(do_flip, lambda: mirrored, lambda: points)
         image = tf.pad(image, [[0, pad - new_h], [0, pad - new_w], [0, 0]])
         masks = masks[:max_instances]
         kept = tf.shape(masks)[0]
@@ -430,6 +468,10 @@ def instance_train_pipeline(
         if not drop_crowd:
             crowd = tf.pad(is_crowd[:max_instances], [[0, rows]], constant_values=False)
             targets["is_crowd"] = tf.ensure_shape(crowd, [max_instances])
+        if has_keypoints:
+            points = points * tf.cast(points[..., 2:] > 0, tf.float32)
+            points = tf.pad(points[:max_instances], [[0, rows], [0, 0], [0, 0]])
+            targets["keypoints"] = tf.ensure_shape(points, [max_instances, num_keypoints, 3])
         return tf.ensure_shape(image, [pad, pad, 3]), targets
 
     if shuffle_buffer:

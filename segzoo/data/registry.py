@@ -37,6 +37,9 @@ class DatasetInfo:
             repeated); a 1-channel model takes their grey
             (`segzoo.data.pipeline.to_channels`), and U-Net's `input_channels`
             follows this by default.
+        keypoint_names: instance datasets loaded with keypoints: the K keypoint
+            names (elements carry "keypoints" float32 [N, K, 3]); None otherwise.
+        skeleton: pairs (i, j) of 0-based keypoint indices joined when drawing.
     """
 
     task: str
@@ -46,6 +49,8 @@ class DatasetInfo:
     ignore_label: int = IGNORE_LABEL
     splits: tuple = ()
     image_channels: int = 3
+    keypoint_names: tuple | None = None
+    skeleton: tuple = ()
 
     def __post_init__(self):
         if self.task not in ("semantic", "instance"):
@@ -63,6 +68,12 @@ class DatasetInfo:
         object.__setattr__(self, "splits", tuple(self.splits))
         if self.category_ids is not None:
             object.__setattr__(self, "category_ids", tuple(int(c) for c in self.category_ids))
+        if self.keypoint_names is not None:
+            from segzoo.data.keypoints import check_skeleton
+
+            names = tuple(str(n) for n in self.keypoint_names)
+            object.__setattr__(self, "keypoint_names", names)
+            object.__setattr__(self, "skeleton", check_skeleton(self.skeleton, len(names)))
 
 
 @dataclasses.dataclass(frozen=True)

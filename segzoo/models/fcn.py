@@ -75,6 +75,10 @@ class FCN(SegmentationModel, keras.Model):
         learnable_upsampling: trains the bilinear-initialised upsamplers.
         at_once: scales pool4 by 0.01 and pool3 by 0.0001 before scoring (fcn8s-atonce).
         dropout_rate: dropout after fc6 and fc7.
+        base_filters: VGG16 block-1 channels (64 = the paper; every block scales
+            with it). Narrow nets (8) let `segzoo ablate fcn` train on a CPU in
+            minutes; ImageNet weights need 64.
+        fc_channels: fc6 / fc7 channels (4096 = the paper).
     Call:
         images float32 [B, H, W, 3] RGB in [0, 255], any H, W >= 1.
     Returns:
@@ -91,7 +95,7 @@ class FCN(SegmentationModel, keras.Model):
 
     def __init__(self, skips=(), num_classes=21, class_names=None, backbone_weights=None,
                  upsampling="bilinear_transposed", learnable_upsampling=False, at_once=False,
-                 dropout_rate=0.5, **kwargs):
+                 dropout_rate=0.5, base_filters=64, fc_channels=4096, **kwargs):
         skips = tuple(skips)
         if skips not in ((), SKIPS[:1], SKIPS):
             raise ValueError(f"skips must be (), ('pool4',) or ('pool4', 'pool3'), got {skips!r}")
@@ -99,6 +103,15 @@ class FCN(SegmentationModel, keras.Model):
             raise ValueError(f"upsampling must be one of {MODES}, got {upsampling!r}")
         num_classes = positive_int("num_classes", num_classes)
         class_names = resolve_class_names(class_names, num_classes)
+        base_filters = positive_int("base_filters", base_filters)
+        fc_channels = positive_int("fc_channels", fc_channels)
+        if base_filters % 8:
+            raise ValueError(f"base_filters must be a multiple of 8, got {base_filters}")
+        if backbone_weights is not None and (base_filters, fc_channels) != (64, 4096):
+            raise ValueError(
+                f"backbone_weights={backbone_weights!r} needs the VGG16 widths (base_filters=64, "
+                f"fc_channels=4096), got base_filters={base_filters}, fc_channels={fc_channels}; "
+                "train narrow nets from scratch (backbone_weights=None)")
 
         def upsample(x, factor, name):
             return Upsample2D(factor, upsampling, learnable=learnable_upsampling,
@@ -111,7 +124,8 @@ class FCN(SegmentationModel, keras.Model):
         # === Functional Model ===
         images = keras.Input(shape=(None, None, 3), name="images")
         features = vgg16_features(ImageNormalization("caffe", name="preprocess")(images), pad=100,
-                                  include_fc=True, dropout_rate=dropout_rate)
+                                  include_fc=True, dropout_rate=dropout_rate,
+                                  base_filters=base_filters, fc_channels=fc_channels)
         x = score(features["fc7"], "score_fr")
         upscore_names = {"pool4": "upscore2", "pool3": "upscore_pool4"}
         for skip in skips:
@@ -138,6 +152,8 @@ class FCN(SegmentationModel, keras.Model):
         self.learnable_upsampling = bool(learnable_upsampling)
         self.at_once = bool(at_once)
         self.dropout_rate = float(dropout_rate)
+        self.base_filters = base_filters
+        self.fc_channels = fc_channels
         if backbone_weights is not None:
             load_vgg16_weights(self, backbone_weights)
 
@@ -153,6 +169,8 @@ class FCN(SegmentationModel, keras.Model):
             "learnable_upsampling": self.learnable_upsampling,
             "at_once": self.at_once,
             "dropout_rate": self.dropout_rate,
+            "base_filters": self.base_filters,
+            "fc_channels": self.fc_channels,
         }
 
     @classmethod

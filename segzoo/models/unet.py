@@ -112,8 +112,10 @@ class PadToMultiple(keras.layers.Layer):
     def call(self, inputs):
         shape = keras.ops.shape(inputs)
         m = self.multiple
-        pad_h = (-shape[1]) % m
-        pad_w = (-shape[2]) % m
+        # (m - n % m) % m, not (-n) % m: ONNX (tf2onnx) turns FloorMod of a negative
+        # operand into a truncating remainder, so only non-negative operands are used.
+        pad_h = (m - shape[1] % m) % m
+        pad_w = (m - shape[2] % m) % m
         padded = keras.ops.pad(inputs, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
         # The reshape changes no value; it keeps TFLite's converter from folding a
         # data-dependent Pad into the next Conv2D (which it then cannot convert).

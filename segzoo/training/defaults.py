@@ -113,13 +113,11 @@ def imagenet_weights_file(model_name: str, model_args: dict) -> str:
     from segzoo.models.backbones import resnet_weights
 
     depth = int(backbone[6:])
-    if depth not in resnet_weights._NOTOP_HASHES:
-        raise ValueError(
-            f"keras.applications has no ImageNet file for {backbone} (only ResNet-"
-            f"{'/'.join(map(str, sorted(resnet_weights._NOTOP_HASHES)))}); to start from "
-            f"ImageNet weights, pass --model-arg backbone_weights=PATH to a Keras .h5 / "
-            f".weights.h5 of a {backbone}"
-        )
+    layout = str(model_args.get("backbone_layout", "keras"))
+    if layout == "torchvision" or depth in (18, 34):  # torchvision's file (segzoo.weights)
+        from segzoo.weights.catalogue import imagenet_resnet_path
+
+        return imagenet_resnet_path(depth, layout)
     return resnet_weights.imagenet_weights_path(depth)
 
 

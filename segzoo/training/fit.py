@@ -31,10 +31,13 @@ import time
 import keras
 import numpy as np
 
+from segzoo.data.service import distribute, input_shard, sharded_reading, without_auto_shard
 from segzoo.training import defaults
 from segzoo.training.distribute import get_strategy, keras_multi_worker_fixes, worker_info
 from segzoo.training.optimizers import build_training_optimizer
-from segzoo.training.run_callbacks import build_callbacks
+from segzoo.training.plot_callback import evaluation_plots_callback
+from segzoo.training.precision import resolve_precision, set_precision
+from segzoo.training.run_callbacks import build_callbacks, tensorboard_available
 from segzoo.training.setup import build_model, config_value, resolve_recipe
 from segzoo.training.task_data import task_data_args
 from segzoo.training.tasks import get_task
@@ -110,7 +113,9 @@ def train(config, *, extra_callbacks=()) -> TrainResult:
             `steps_per_epoch`, `batch_size`, `image_size`, `learning_rate`,
             `optimizer`, `out`, `model_args` ({name: value}) or `model_arg`
             ([(name, value)]), `init_from`, `trainable_layers`, `strategy`,
-            `mixed_precision`, `jit_compile`, `seed`, `time_limit` (minutes), `verbose`.
+            `precision` (float32 | bfloat16 | float16), `mixed_precision` (= float16),
+            `jit_compile`, `data_service` (grpc://HOST:PORT), `seed`, `time_limit`
+            (minutes), `verbose`.
         extra_callbacks: more Keras callbacks (appended after segzoo's).
 
     Raises:
@@ -147,9 +152,8 @@ def train(config, *, extra_callbacks=()) -> TrainResult:
         backup_dir = os.path.join(backup_dir, f"worker_{worker_index}")
     resuming = os.path.isdir(backup_dir)
 
-    previous_policy = keras.mixed_precision.dtype_policy()
-    if get("mixed_precision"):
-        keras.mixed_precision.set_dtype_policy("mixed_float16")
+    precision = resolve_precision(get("precision"), get("mixed_precision"))
+    previous_policy = set_precision(precision)
     try:
         with strategy.scope():
             model = build_model(model_name, info, recipe.model_args)
@@ -159,8 +163,14 @@ def train(config, *, extra_callbacks=()) -> TrainResult:
                 # Layers whose shapes differ (another class count) are skipped and reported.
                 load_weights_by_name(model, recipe.init_from, verbose=is_chief)
             task = _task(model, recipe)
-            train_ds = task.train_dataset(info, recipe.data, data_dir, recipe.train_split,
-                                          recipe.image_size, recipe.batch_size, seed)
+            shard = input_shard(strategy)  # each worker reads its own files
+            with sharded_reading(*(shard or (1, 0))):
+                train_ds = task.train_dataset(info, recipe.data, data_dir, recipe.train_split,
+                                              recipe.image_size, recipe.batch_size, seed)
+            if shard:
+                train_ds = without_auto_shard(train_ds)
+            if get("data_service"):  # preprocessing on the tf.data service's workers
+                train_ds = without_auto_shard(distribute(train_ds, get("data_service")))
             val_ds = None
             if recipe.val_split:
                 # One image per replica: batch 1 (original size) in one process; under
@@ -194,15 +204,20 @@ def train(config, *, extra_callbacks=()) -> TrainResult:
                        for k, v in dataclasses.asdict(recipe).items()},
             "class_names": list(model.class_names), "strategy": get("strategy") or "default",
             "replicas": strategy.num_replicas_in_sync,
-            "mixed_precision": bool(get("mixed_precision")), "jit_compile": jit,
+            "mixed_precision": precision == "float16", "precision": precision, "jit_compile": jit,
             "seed": seed, "steps_per_epoch": epoch_steps, "defaults": notes, **records,
+            "data_service": get("data_service"), "input_shard": list(shard) if shard else None,
         }
         task_callbacks = []
         if val_ds is not None:
             task_callbacks = task.callbacks(info, recipe.data, data_dir, recipe.val_split)
+        plots = []  # the evaluation figures of the best checkpoint, in TensorBoard at the end
+        if val_ds is not None and is_chief and tensorboard_available():
+            plots = [evaluation_plots_callback(out, recipe, data_dir, info, spec.task)]
         run = build_callbacks(out, backup_dir, task=task, run_info=run_info, val_ds=val_ds,
                               task_callbacks=task_callbacks, time_limit=get("time_limit"),
-                              is_chief=is_chief, resuming=resuming, extra=extra_callbacks)
+                              is_chief=is_chief, resuming=resuming,
+                              extra=[*plots, *extra_callbacks])
         if is_chief:
             for note in notes:
                 print(f"segzoo train: {note}")

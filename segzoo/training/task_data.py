@@ -10,13 +10,17 @@ tasks, `segzoo eval`) takes the options from `task_data_args`.
 from __future__ import annotations
 
 
-def task_data_args(data_name: str, task: str, data_args: dict | None = None) -> dict:
-    """`data_args` plus `task=task` for datasets of both tasks (an explicit `task` is kept)."""
+def task_data_args(data_name: str, task: str, data_args: dict | None = None, *,
+                   keypoints: bool = False) -> dict:
+    """`data_args` plus `task=task` for datasets of both tasks (an explicit `task` is kept),
+    and `keypoints=True` for keypoint models (coco reads person_keypoints_*.json)."""
     import segzoo.data
 
     kwargs = dict(data_args or {})
     if task in (segzoo.data.dataset_tasks(data_name) or ()):
         kwargs.setdefault("task", task)
+    if keypoints:
+        kwargs.setdefault("keypoints", True)
     return kwargs
 
 

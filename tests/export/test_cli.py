@@ -78,9 +78,9 @@ def test_cli_errors(tiny_checkpoint, tmp_path, capsys):
         ["--checkpoint", tiny_checkpoint, "--out", out, "--max-detections", "5"], capsys)
     assert not os.path.exists(out)
     with pytest.raises(SystemExit):  # argparse refuses an unknown --format
-        main(["export", "--checkpoint", tiny_checkpoint, "--out", out, "--format", "onnx"])
-    with pytest.raises(ValueError, match="unknown export format 'onnx'"):
-        export_checkpoint(tiny_checkpoint, out, format="onnx")
+        main(["export", "--checkpoint", tiny_checkpoint, "--out", out, "--format", "caffe"])
+    with pytest.raises(ValueError, match="unknown export format 'caffe'"):
+        export_checkpoint(tiny_checkpoint, out, format="caffe")
 
 
 def test_unsafe_checkpoint_is_refused_without_running_its_code(tmp_path, capsys):

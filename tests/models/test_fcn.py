@@ -370,10 +370,15 @@ def test_imagenet_include_top_file_initialises_fc6_fc7(tmp_path):
 
 
 def test_caffe_preprocess_equals_keras_vgg16_preprocess_input():
+    from segzoo.models.backbones.preprocessing import CaffeVGGPreprocess, ImageNormalization
+
     x = np.random.default_rng(11).uniform(0, 255, (2, 5, 6, 3)).astype(np.float32)
-    out = check_layer(vgg.CaffeVGGPreprocess, {}, x, expected_output_shape=x.shape)
     expected = keras.applications.vgg16.preprocess_input(x.copy())
+    out = check_layer(ImageNormalization, {"mode": "caffe"}, x, expected_output_shape=x.shape)
     np.testing.assert_allclose(out, expected, atol=1e-4)
+    # The name older FCN checkpoints saved still loads, as the same normalisation.
+    old = check_layer(CaffeVGGPreprocess, {}, x, expected_output_shape=x.shape)
+    np.testing.assert_allclose(old, expected, atol=1e-4)
 
 
 def test_scale_layer():
@@ -394,3 +399,38 @@ def test_vgg16_backbone_pyramid_equals_keras_vgg16():
     expected = reference(keras.applications.vgg16.preprocess_input(x.copy()))
     np.testing.assert_allclose(keras.ops.convert_to_numpy(features["pool5"]),
                                keras.ops.convert_to_numpy(expected), rtol=1e-4, atol=1e-4)
+
+
+def _fcn_parameter_count(skips, num_classes, base_filters=64, fc_channels=4096):
+    """Parameters of the Caffe FCN net by hand: VGG16 convs, fc6/fc7, score layers, deconvs."""
+    count, previous = 0, 3
+    for filters, convs in vgg.VGG16_BLOCKS:
+        filters = filters * base_filters // 64
+        for _ in range(convs):
+            count += 9 * previous * filters + filters
+            previous = filters
+    count += 49 * previous * fc_channels + fc_channels + fc_channels * fc_channels + fc_channels
+    count += fc_channels * num_classes + num_classes
+    pools = {"pool4": 8 * base_filters, "pool3": 4 * base_filters}
+    kernels = {0: [64], 1: [4, 32], 2: [4, 4, 16]}[len(skips)]
+    count += sum(pools[s] * num_classes + num_classes for s in skips)
+    return count + sum(k * k * num_classes * num_classes for k in kernels)
+
+
+def test_narrow_fcn_widths_for_cpu_ablations():
+    # the hand count reproduces the Caffe nets' numbers at the VGG16 widths ...
+    assert _fcn_parameter_count((), 21) == 136_152_917
+    assert _fcn_parameter_count(("pool4", "pool3"), 21) == 134_489_759
+    # ... and gives the narrow nets' (base_filters=8, fc_channels=256) that segzoo ablate trains
+    for name, skips in (("fcn32s", ()), ("fcn8s", ("pool4", "pool3"))):
+        model = segzoo.get_model(name, num_classes=4, base_filters=8, fc_channels=256)
+        assert model.count_params() == _fcn_parameter_count(skips, 4, 8, 256)
+        assert model.get_layer("block5_conv3").filters == 64 and model.get_layer("fc7").filters == 256
+        assert model(np.zeros((1, 37, 50, 3), np.float32)).shape == (1, 37, 50, 4)
+        config = model.get_config()
+        assert (config["base_filters"], config["fc_channels"]) == (8, 256)
+        assert FCN.from_config(config).count_params() == model.count_params()
+    with pytest.raises(ValueError, match="needs the VGG16 widths"):
+        segzoo.get_model("fcn32s", num_classes=4, base_filters=8, backbone_weights="imagenet")
+    with pytest.raises(ValueError, match="base_filters must be a multiple of 8, got 12"):
+        segzoo.get_model("fcn32s", num_classes=4, base_filters=12)

@@ -62,8 +62,8 @@ def test_recipe_imagenet_falls_back_to_random_init_but_the_users_does_not():
     assert found is recipe and record is None
 
 
-def test_real_lookup_for_resnet18_is_unavailable():
-    with pytest.raises(ValueError, match="no ImageNet file for resnet18.*backbone_weights=PATH"):
+def test_real_lookup_for_resnet18_keras_layout_is_unavailable():
+    with pytest.raises(ValueError, match="layout='torchvision'"):
         defaults.imagenet_weights_file("mask_rcnn", {"backbone": "resnet18"})
 
 

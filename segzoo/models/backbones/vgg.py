@@ -38,7 +38,8 @@ WEIGHTS_HASH = {
 }
 
 
-def vgg16_features(images, *, pad=100, include_fc=True, dropout_rate=0.5) -> dict:
+def vgg16_features(images, *, pad=100, include_fc=True, dropout_rate=0.5, base_filters=64,
+                   fc_channels=4096) -> dict:
     """Applies VGG16 (Caffe FCN layout) to `images`, returns its feature pyramid.
 
     Args:
@@ -49,15 +50,20 @@ def vgg16_features(images, *, pad=100, include_fc=True, dropout_rate=0.5) -> dic
         include_fc: adds `fc6` (7x7 valid conv, 4096, ReLU, dropout) and `fc7`
             (1x1 conv, 4096, ReLU, dropout).
         dropout_rate: rate of the dropout after fc6 and fc7 (`drop6`, `drop7`).
+        base_filters: channels of block 1 (64 = VGG16); the blocks have
+            base_filters * (1, 2, 4, 8, 8). Narrower nets (e.g. 8) are for CPU
+            experiments (`segzoo ablate fcn`); ImageNet weights need 64.
+        fc_channels: channels of fc6 and fc7 (4096 = VGG16).
     Returns:
         dict of tensors: "pool1" .. "pool5" (strides 2 .. 32 of the padded
-        input, channels 64, 128, 256, 512, 512) and, with include_fc, "fc7".
+        input, channels base_filters * (1, 2, 4, 8, 8)) and, with include_fc, "fc7".
     """
     x = images
     if pad:
         x = keras.layers.ZeroPadding2D(pad, name="block1_pad")(x)
     features = {}
     for block, (filters, num_convs) in enumerate(VGG16_BLOCKS, start=1):
+        filters = filters * int(base_filters) // 64
         for i in range(1, num_convs + 1):
             padding = "valid" if (block, i) == (1, 1) and pad else "same"
             x = keras.layers.Conv2D(filters, 3, padding=padding, activation="relu",
@@ -65,9 +71,9 @@ def vgg16_features(images, *, pad=100, include_fc=True, dropout_rate=0.5) -> dic
         x = keras.layers.MaxPooling2D(2, strides=2, padding="same", name=f"block{block}_pool")(x)
         features[f"pool{block}"] = x
     if include_fc:
-        x = keras.layers.Conv2D(4096, 7, padding="valid", activation="relu", name="fc6")(x)
+        x = keras.layers.Conv2D(fc_channels, 7, padding="valid", activation="relu", name="fc6")(x)
         x = keras.layers.Dropout(dropout_rate, name="drop6")(x)
-        x = keras.layers.Conv2D(4096, 1, padding="valid", activation="relu", name="fc7")(x)
+        x = keras.layers.Conv2D(fc_channels, 1, padding="valid", activation="relu", name="fc7")(x)
         x = keras.layers.Dropout(dropout_rate, name="drop7")(x)
         features["fc7"] = x
     return features

@@ -1,0 +1,124 @@
+"""bfloat16 (or float16) against float32 for one checkpoint, on a dataset split, in one run.
+
+    python benchmarks/precision_agreement.py --checkpoint runs/unet/model.keras
+    python benchmarks/precision_agreement.py --checkpoint runs/mask_rcnn/model.keras \
+        --data shapes --split val --precision bfloat16 --max-images 32
+
+Loads the checkpoint twice, its layers built under the Keras `float32` and the
+`mixed_bfloat16` (`--precision`) policy, runs both on every image of the split
+and prints one JSON object:
+- semantic: `pixel_agreement` (fraction of pixels whose label is equal; goal
+  >= 0.99) and the mIoU of each precision against the ground truth;
+- instance: `detections_matched` (same class, box IoU >= 0.9, detections
+  scoring >= `--score-threshold`; goal >= 0.98), and each precision's count.
+Prints the machine (CPU, ISA) first: on AVX2-only CPUs bfloat16 is emulated,
+so the figures are the numbers' agreement, not a speed claim.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from machine import describe_machine  # noqa: E402
+
+
+def _images(args, task):
+    import segzoo.data
+
+    load_kwargs = {"task": task} if args.data == "shapes" else {}
+    ds = segzoo.data.load(args.data, args.split, data_dir=args.data_dir, **load_kwargs)
+    info = segzoo.data.get_info(args.data, data_dir=args.data_dir, **load_kwargs)
+    for i, element in enumerate(ds.as_numpy_iterator()):
+        if args.max_images is not None and i >= args.max_images:
+            break
+        yield info, element
+
+
+def semantic_agreement(reference, other, elements) -> dict:
+    from segzoo.evaluation.agreement import label_agreement
+    from segzoo.evaluation.semantic import ConfusionMatrix
+    from segzoo.inference import predict_labels
+
+    agree, pixels, matrices = 0.0, 0, None
+    for info, element in elements:
+        if matrices is None:
+            matrices = [ConfusionMatrix(info.num_classes) for _ in range(2)]
+        a = predict_labels(reference, element["image"])
+        b = predict_labels(other, element["image"])
+        agree += label_agreement(a, b) * a.size
+        pixels += a.size
+        matrices[0].update(element["mask"], a)
+        matrices[1].update(element["mask"], b)
+    if matrices is None:
+        raise ValueError("the split has no images")
+    return {"pixel_agreement": agree / pixels, "pixels": pixels,
+            "mean_iou_float32": matrices[0].metrics()["mean_iou"],
+            "mean_iou_other": matrices[1].metrics()["mean_iou"]}
+
+
+def _detections(model, image, score_threshold):
+    out = model(image[None].astype(np.float32), training=False)
+    n = int(np.asarray(out["num_detections"])[0])
+    scores = np.asarray(out["scores"])[0][:n]
+    keep = scores >= score_threshold
+    return {"boxes": np.asarray(out["boxes"])[0][:n][keep], "scores": scores[keep],
+            "classes": np.asarray(out["classes"])[0][:n][keep]}
+
+
+def instance_agreement(reference, other, elements, score_threshold=0.5, iou_threshold=0.9):
+    from segzoo.evaluation.agreement import match_detections, summarise_matches
+
+    matches = []
+    for _, element in elements:
+        matches.append(match_detections(_detections(reference, element["image"], score_threshold),
+                                        _detections(other, element["image"], score_threshold),
+                                        iou_threshold=iou_threshold))
+    if not matches:
+        raise ValueError("the split has no images")
+    summary = summarise_matches(matches)
+    return {"detections_matched": summary["fraction"], "matched": summary["matched"],
+            "detections_float32": summary["reference"], "detections_other": summary["other"],
+            "images": len(matches), "score_threshold": score_threshold,
+            "iou_threshold": iou_threshold}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--data", default="shapes")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--precision", default="bfloat16", choices=["bfloat16", "float16"])
+    parser.add_argument("--max-images", type=int, default=None)
+    parser.add_argument("--score-threshold", type=float, default=0.5)
+    args = parser.parse_args(argv)
+    print(describe_machine(), flush=True)
+
+    from segzoo.training.precision import load_checkpoint_at
+
+    reference = load_checkpoint_at(args.checkpoint, "float32")
+    other = load_checkpoint_at(args.checkpoint, args.precision)
+    task = "instance" if reference.task == "instance" else "semantic"
+    start = time.perf_counter()
+    if task == "semantic":
+        result = semantic_agreement(reference, other, _images(args, task))
+    else:
+        result = instance_agreement(reference, other, _images(args, task),
+                                    score_threshold=args.score_threshold)
+    result.update({"checkpoint": args.checkpoint, "model": type(reference).__name__,
+                   "precision": args.precision, "data": f"{args.data}:{args.split}",
+                   "seconds": round(time.perf_counter() - start, 1)})
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
