@@ -29,7 +29,7 @@ def semantic_confusion(model, elements, labels_fn=None, max_images=None, progres
             `segzoo.inference.predict_labels` (the whole image, as `segzoo eval`).
         progress: optional `segzoo.inference.inputs.Progress`, advanced per image.
     """
-    from segzoo.evaluation.loops import INSTANCE_GT_KEYS, evaluate_elements, instance_iou_types
+    from segzoo.evaluation.loops import evaluate_elements
     from segzoo.evaluation.semantic import ConfusionMatrix
     from segzoo.inference import predict_labels
 

@@ -3,8 +3,6 @@
 Registered models (`builders.py`): mask_rcnn, ms_rcnn, keypoint_rcnn.
 """
 
-# Import every module with a serialisable part, so a `.keras` file loads in a fresh process.
-from segzoo.models.mask_rcnn import anchors, box_head, mask_head, matcher, sampler  # noqa: F401
 from segzoo.models.mask_rcnn.builders import keypoint_rcnn, mask_rcnn, ms_rcnn  # noqa: F401
 from segzoo.models.mask_rcnn.keypoint_head import KeypointHead, KeypointPredictor  # noqa: F401
 from segzoo.models.mask_rcnn.keypoint_names import COCO_PERSON_KEYPOINT_NAMES, COCO_PERSON_SKELETON  # noqa: F401
