@@ -14,8 +14,6 @@ Per input image NAME.EXT:
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 from PIL import Image
 
