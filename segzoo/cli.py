@@ -32,6 +32,22 @@ _WITHOUT_TENSORFLOW = ("list",)
 _VERBOSE_HELP = "show TensorFlow's start-up log lines (hidden by default)"
 
 
+def _image_size(text: str):
+    from segzoo.commands.size_args import parse_image_size
+
+    try:
+        return parse_image_size(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def _scale_jitter(text: str):
+    from segzoo.commands.size_args import parse_scale_jitter
+
+    try:
+        return parse_scale_jitter(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
 def _add_inference_options(parser) -> None:
     parser.add_argument("--tile", type=int, default=None, metavar="SIZE",
                         help="sliding-window inference in SIZE x SIZE tiles for larger images")
@@ -64,15 +80,23 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--recipe", default=None,
                        help="named recipe (default: chosen from MODEL and --data)")
     train.add_argument("--data", default="shapes",
-                       help="dataset: shapes (default, built in), voc, voc_instance, coco, folder")
+                       help="dataset: shapes (default, built in), voc, voc_instance, coco, folder, "
+                            "instance_folder, labelme")
     train.add_argument("--data-dir", default=None, help="dataset directory (see README)")
     train.add_argument("--train-split", default=None, help="training split (recipe default)")
     train.add_argument("--val-split", default=None, help="validation split (recipe default)")
     train.add_argument("--epochs", type=int, default=None)
     train.add_argument("--steps-per-epoch", type=int, default=None)
     train.add_argument("--batch-size", type=int, default=None)
-    train.add_argument("--image-size", type=int, default=None,
-                       help="training resolution: crop size (semantic) or short side (Mask R-CNN)")
+    train.add_argument("--image-size", type=_image_size, default=None, metavar="S[,S...]",
+                       help="training resolution: crop size (semantic) or short side (Mask R-CNN; "
+                            "also its inference min_size; several = multi-scale, inference at "
+                            "the largest)")
+    train.add_argument("--scale-jitter", type=_scale_jitter, default=None, metavar="LOW,HIGH",
+                       help="Mask R-CNN: large-scale jitter (e.g. 0.1,2.0) instead of the "
+                            "short-side resize")
+    train.add_argument("--loss", default=None, choices=["ce", "dice", "focal", "ce+dice"],
+                       help="semantic models: the loss (default: the recipe's)")
     train.add_argument("--learning-rate", type=float, default=None)
     train.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default=None)
     train.add_argument("--out", default=None, help="run directory (default runs/MODEL-DATA)")
@@ -99,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--checkpoint", required=True, help="RUN_DIR/model.keras")
     ev.add_argument("--data", default="shapes")
     ev.add_argument("--data-dir", default=None)
-    ev.add_argument("--split", default="val")
+    ev.add_argument("--split", default=None,
+                    help="split to evaluate (default: the data's validation split, val or val2017)")
     ev.add_argument("--batch-size", type=int, default=1)
     ev.add_argument("--max-images", type=int, default=None)
     ev.add_argument("--json", action="store_true", help="print one JSON object")
@@ -190,8 +215,15 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(f"segzoo.commands.{args.command}")
     try:
         return int(module.run(args) or 0)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"segzoo {args.command}: error: {error}", file=sys.stderr)
+    except Exception as error:
+        # Bad input -> one line, exit 2; also when TensorFlow wrapped it (an error in the
+        # data found while tf.data runs: segzoo.data.errors).
+        from segzoo.data.errors import user_error_message
+
+        message = user_error_message(error)
+        if message is None:
+            raise
+        print(f"segzoo {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -111,6 +111,8 @@ def run(args) -> int:
         raise ValueError(
             f"--data {args.data!r} is a {info.task} dataset but the checkpoint is a {model.task} model"
         )
+    if args.split is None:  # the data's validation split (val2017 for the COCO release)
+        args.split = segzoo.data.default_splits(info)[1] or "val"
     if args.split not in info.splits:
         raise ValueError(f"--split {args.split!r}: {args.data!r} has splits {', '.join(info.splits)}")
     ds = segzoo.data.load(args.data, args.split, data_dir=args.data_dir, **load_kwargs)

@@ -14,21 +14,10 @@ Per input image NAME.EXT:
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 from PIL import Image
 
-
-def read_image(path: str) -> np.ndarray:
-    """RGB uint8 [H, W, 3] from any image file PIL reads (grayscale / RGBA converted)."""
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"image {path!r} does not exist")
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except OSError as error:
-        raise ValueError(f"image {path!r} could not be read as an image: {error}") from error
+from segzoo.data.readers import read_image
 
 
 def instance_id_map(masks: np.ndarray, scores: np.ndarray, shape) -> np.ndarray:

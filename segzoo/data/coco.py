@@ -1,10 +1,17 @@
-"""`coco`: instance segmentation data in the COCO 2017 layout.
+"""`coco`: instance segmentation data in the COCO format (the 2017 release or your own).
 
     DIR/annotations/instances_{split}.json     COCO-format annotations
-    DIR/{split}/FILE_NAME                      the images ("file_name" of the JSON)
+    DIR/{split}/FILE_NAME                      the images ("file_name" of the JSON;
+                                               also found as DIR/FILE_NAME or
+                                               DIR/images/FILE_NAME)
 
-Splits are the `instances_*.json` files present (`train2017`, `val2017`, or
-your own names). Category ids may be non-contiguous (COCO's 80 classes use ids
+Splits are the `instances_*.json` files present: the COCO release's
+`train2017` / `val2017`, the `train` / `val` of sets exported from CVAT, Label
+Studio or Roboflow, or any other names. Training takes `train2017` and
+`val2017` when those exist, else `train` and `val` (`segzoo.data.default_splits`);
+a split that is not there raises a ValueError listing the annotation files
+found. Images may be JPEG, PNG or TIFF of any bit depth (see
+`segzoo.data.readers`). Category ids may be non-contiguous (COCO's 80 classes use ids
 1..90): they are sorted and mapped to labels 1..K; `DatasetInfo.category_ids`
 maps label k back to `category_ids[k - 1]` for evaluation, and class names come
 from the JSON. Categories are read from the smallest annotation file and must
@@ -51,8 +58,8 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from segzoo.data import elements, keypoints, validation
-from segzoo.data.registry import DatasetInfo, check_split, register_dataset
+from segzoo.data import elements, keypoints, readers
+from segzoo.data.registry import DatasetInfo, register_dataset
 
 # read_record's outputs, in its order: the instance element plus COCO's crowd flags.
 COCO_ELEMENT = {**elements.INSTANCE, "is_crowd": tf.TensorSpec([None], tf.bool)}
@@ -62,7 +69,7 @@ _PREFIXES = {False: "instances", True: "person_keypoints"}
 
 
 def _require_dir(data_dir):
-    data_dir = validation.require_data_dir(
+    data_dir = readers.require_data_dir(
         "coco", data_dir, "annotations/instances_{split}.json and {split}/ image folders"
     )
     if not os.path.isdir(os.path.join(data_dir, "annotations")):
@@ -81,6 +88,23 @@ def coco_splits(data_dir, prefix="instances") -> tuple[str, ...]:
     return tuple(
         sorted(f[len(start) : -5] for f in files if f.startswith(start) and f.endswith(".json"))
     )
+
+
+def _annotation_files(data_dir):
+    """The JSON files of DIR/annotations/, for error messages."""
+    directory = os.path.join(data_dir, "annotations")
+    return sorted(f for f in os.listdir(directory) if f.lower().endswith(".json")) or "none"
+
+
+def _check_split(data_dir, split, splits, prefix="instances"):
+    if split not in splits:
+        missing = os.path.join(data_dir, "annotations", f"{prefix}_{split}.json")
+        raise ValueError(
+            f"coco: no split {split!r}: {missing!r} does not exist. Annotation files found in "
+            f"{os.path.join(data_dir, 'annotations')!r}: {_annotation_files(data_dir)}; expected "
+            f"{prefix}_{{split}}.json for the splits used (--train-split / --val-split / "
+            f"--split; available: {list(splits)})."
+        )
 
 
 def _read_json(path):
@@ -142,7 +166,11 @@ def coco_info(data_dir=None, *, keypoints=False, **_):
     prefix = _PREFIXES[bool(keypoints)]
     splits = coco_splits(data_dir, prefix)
     if not splits:
-        raise ValueError(f"coco: no annotations/{prefix}_{{split}}.json files in {data_dir!r}.")
+        raise ValueError(
+            f"coco: no annotations/{prefix}_{{split}}.json files in {data_dir!r} (found: "
+            f"{_annotation_files(data_dir)}); expected e.g. annotations/{prefix}_train.json "
+            f"and annotations/{prefix}_val.json."
+        )
     paths = [os.path.join(data_dir, "annotations", f"{prefix}_{s}.json") for s in splits]
     path = min(paths, key=os.path.getsize)
     stat = os.stat(path)
@@ -277,7 +305,7 @@ def decode_masks(annotations, height, width) -> np.ndarray:
 def read_record(record, num_keypoints=None):
     """(image, boxes, classes, masks, is_crowd[, keypoints [N, K, 3]]) numpy arrays of one
     image record (keypoints with `num_keypoints` K)."""
-    image = validation.read_image(record["file"])
+    image = readers.read_image(record["file"])
     if image.shape[:2] != (record["height"], record["width"]):
         raise ValueError(
             f"coco: image {record['file']!r} is {image.shape[1]}x{image.shape[0]} (WxH) but "
@@ -294,13 +322,24 @@ def read_record(record, num_keypoints=None):
     return (*outputs, points.reshape(len(anns), num_keypoints, 3))
 
 
+def _find_image(file, image_dir, data_dir):
+    """DIR/{split}/FILE_NAME, else DIR/FILE_NAME, else DIR/images/FILE_NAME; None if none."""
+    relative = os.path.relpath(file, image_dir)
+    for candidate in (file, os.path.join(data_dir, relative),
+                      os.path.join(data_dir, "images", relative)):
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
 def load_coco(split, data_dir=None, *, keypoints=False, **_):
     """One split of a COCO-layout dataset (module doc); `keypoints=True` reads the
     person_keypoints files and adds "keypoints" to the elements."""
     info = coco_info(data_dir, keypoints=keypoints)
-    check_split("coco", split, info.splits)
     data_dir = _require_dir(data_dir)
-    path = os.path.join(data_dir, "annotations", f"{_PREFIXES[bool(keypoints)]}_{split}.json")
+    prefix = _PREFIXES[bool(keypoints)]
+    _check_split(data_dir, split, info.splits, prefix)
+    path = os.path.join(data_dir, "annotations", f"{prefix}_{split}.json")
     data = _read_json(path)
     ids, _ = _categories(data, path)
     if ids != info.category_ids:
@@ -322,7 +361,12 @@ def load_coco(split, data_dir=None, *, keypoints=False, **_):
     del data
     if not records:
         raise ValueError(f"coco: {path!r} lists no images; expected a non-empty split.")
-    missing = [r["file"] for r in records if not os.path.isfile(r["file"])]
+    missing = []
+    for record in records:
+        file = _find_image(record["file"], image_dir, data_dir)
+        if file is None:
+            missing.append(record["file"])
+        record["file"] = file
     if missing:
         raise ValueError(
             f"coco: {len(missing)} image file(s) of {path!r} are missing, e.g. {missing[0]!r}; "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from segzoo.data import errors
 from segzoo.data.service import shard_indices
 
 # image uint8 [H, W, 3], mask uint8 [H, W] (class ids, 255 = ignore).
@@ -27,6 +28,17 @@ INSTANCE = {
 }
 
 
+def _reporting(fn):
+    """`fn` whose ValueError / FileNotFoundError messages carry `segzoo.data.errors.mark`,
+    so the CLI can report them as one line after TensorFlow wrapped them."""
+
+    def read(index):
+        try:
+            return fn(index)
+        except errors.USER_ERRORS as error:
+            raise ValueError(errors.mark(str(error))) from error
+
+    return read
 
 
 def with_keypoints(spec: dict, num_keypoints: int) -> dict:
@@ -36,9 +48,14 @@ def with_keypoints(spec: dict, num_keypoints: int) -> dict:
 
 def numpy_element(fn, index, spec) -> dict:
     """`fn(index)` (numpy, returning one array per entry of `spec`, in its order) as a dict
-    of tensors with `spec`'s dtypes and static shapes; for use inside `Dataset.map`."""
+    of tensors with `spec`'s dtypes and static shapes; for use inside `Dataset.map`.
+
+    A ValueError raised by `fn` surfaces from the iterator as a
+    `tf.errors.InvalidArgumentError`; `segzoo.data.errors.user_error_message`
+    recovers its message."""
     specs = list(spec.values())
-    values = tf.numpy_function(fn, [index], [s.dtype for s in specs], stateful=False)
+    values = tf.numpy_function(_reporting(fn), [index], [s.dtype for s in specs],
+                               stateful=False)
     for value, s in zip(values, specs, strict=True):
         value.set_shape(s.shape)
     return dict(zip(spec, values, strict=True))

@@ -3,7 +3,10 @@
 Layout::
 
     DIR/classes.txt                  optional: one class name a line, line i = class i
-    DIR/{split}/images/NAME.jpg      (or .jpeg / .png) RGB or grayscale images
+    DIR/{split}/images/NAME.jpg      (or .jpeg / .png / .bmp / .tif / .tiff) RGB or
+                                     grayscale images of any bit depth (16-bit and
+                                     single-channel images are percentile-normalised:
+                                     the input rule of `segzoo.data.readers`)
     DIR/{split}/masks/NAME.png       class ids, 255 = ignore; palette PNGs give their
                                      palette indices, grayscale PNGs their values
 
@@ -30,14 +33,14 @@ import os
 
 import numpy as np
 
-from segzoo.data import elements, validation
+from segzoo.data import elements, readers
 from segzoo.data.registry import IGNORE_LABEL, DatasetInfo, register_dataset
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+IMAGE_EXTENSIONS = readers.IMAGE_EXTENSIONS
 
 
 def _require_dir(data_dir):
-    return validation.require_data_dir(
+    return readers.require_data_dir(
         "folder", data_dir, "{split}/images/NAME.jpg|png and {split}/masks/NAME.png"
     )
 
@@ -95,12 +98,12 @@ def list_pairs(data_dir, split) -> list[tuple[str, str, str]]:
     if orphans:
         raise ValueError(
             f"folder: {len(orphans)} mask(s) of split {split!r} have no image, e.g. "
-            f"{masks[orphans[0]]!r}; expected an image {orphans[0]}.jpg|png in {image_dir!r}."
+            f"{masks[orphans[0]]!r}; expected an image {orphans[0]}.jpg|png|tif in {image_dir!r}."
         )
     pairs = []
     for stem in sorted(images):
-        image_hw = validation.image_size(images[stem])
-        mask_hw = validation.image_size(masks[stem])
+        image_hw = readers.image_size(images[stem])
+        mask_hw = readers.image_size(masks[stem])
         if image_hw != mask_hw:
             raise ValueError(
                 f"folder: mask {masks[stem]!r} is {mask_hw[1]}x{mask_hw[0]} (WxH) but image "
@@ -126,7 +129,7 @@ def _inferred_num_classes(data_dir, _mtime):
     largest = -1
     for split in folder_splits(data_dir):
         for _, _, mask_path in list_pairs(data_dir, split):
-            values = np.unique(validation.read_label_png(mask_path))
+            values = np.unique(readers.read_label_png(mask_path))
             values = values[values != IGNORE_LABEL]
             if values.size:
                 largest = max(largest, int(values.max()))
@@ -136,6 +139,16 @@ def _inferred_num_classes(data_dir, _mtime):
             "255; pass num_classes= or write classes.txt."
         )
     return largest + 1
+
+
+@functools.lru_cache(maxsize=16)
+def _image_channels(data_dir, _mtime):
+    """1 when every image of every split is single-channel (file headers), else 3."""
+    for split in folder_splits(data_dir):
+        for _, image_path, _ in list_pairs(data_dir, split):
+            if readers.image_header(image_path).channels != 1:
+                return 3
+    return 1
 
 
 def folder_info(data_dir=None, *, num_classes=None, **_):
@@ -157,14 +170,15 @@ def folder_info(data_dir=None, *, num_classes=None, **_):
             f"folder: {os.path.join(data_dir, 'classes.txt')!r} lists {len(names)} classes but "
             f"num_classes={num_classes}; expected one name per class."
         )
-    return DatasetInfo("semantic", num_classes, tuple(names), splits=folder_splits(data_dir))
+    return DatasetInfo("semantic", num_classes, tuple(names), splits=folder_splits(data_dir),
+                       image_channels=_image_channels(data_dir, os.stat(data_dir).st_mtime_ns))
 
 
 def _read_element(image_path, mask_path, num_classes):
-    image = validation.read_image(image_path)
-    mask = validation.read_label_png(mask_path)
-    validation.check_same_size(image, mask, image_path, mask_path)
-    validation.check_labels(mask, num_classes, mask_path)
+    image = readers.read_image(image_path)
+    mask = readers.read_label_png(mask_path)
+    readers.check_same_size(image, mask, image_path, mask_path)
+    readers.check_labels(mask, num_classes, mask_path)
     return image, mask
 
 

@@ -31,6 +31,17 @@ from segzoo.conventions import IGNORE_LABEL, IMAGENET_MEAN_RGB
 AUTOTUNE = tf.data.AUTOTUNE
 
 
+def to_channels(images, channels):
+    """float RGB images [..., 3] as [..., channels]: 3 as they are, 1 as
+    `tf.image.rgb_to_grayscale` (0.2989 R + 0.587 G + 0.114 B: the grey of the models'
+    `serving_call`, so training sees what inference sees)."""
+    if channels == 3:
+        return images
+    if channels != 1:
+        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+    return tf.image.rgb_to_grayscale(images)
+
+
 def _pair(size, name):
     if isinstance(size, int):
         size = (size, size)
@@ -240,6 +251,31 @@ def instance_pad_size(image_size, max_size=1333):
     return int(math.ceil(longest / 32) * 32)
 
 
+def _image_sizes(image_size):
+    sizes = tuple(image_size) if isinstance(image_size, list | tuple) else (image_size,)
+    sizes = tuple(int(s) for s in sizes)
+    if not sizes or min(sizes) < 1:
+        raise ValueError(f"image_size must be a positive int or a list of them, got {image_size!r}")
+    return sizes
+
+
+def _boxes_of_masks(masks):
+    """xyxy float32 [N, 4] extents of uint8 masks [N, H, W] (pixel edges), and [N] non-empty."""
+    rows = tf.reduce_any(masks > 0, axis=2)
+    cols = tf.reduce_any(masks > 0, axis=1)
+    present = tf.reduce_any(rows, axis=1)
+
+    def extent(flags):
+        size = tf.shape(flags)[1]
+        first = tf.argmax(tf.cast(flags, tf.int32), axis=1, output_type=tf.int32)
+        last = size - tf.argmax(tf.cast(flags[:, ::-1], tf.int32), axis=1, output_type=tf.int32)
+        return tf.cast(first, tf.float32), tf.cast(last, tf.float32)
+
+    y1, y2 = extent(rows)
+    x1, x2 = extent(cols)
+    return tf.stack([x1, y1, x2, y2], axis=1), present
+
+
 def instance_train_pipeline(
     ds,
     image_size,
@@ -250,6 +286,7 @@ def instance_train_pipeline(
     flip=True,
     drop_crowd=True,
     pad_size=None,
+    scale_jitter=None,
     seed=None,
     shuffle_buffer=256,
     drop_remainder=False,
@@ -257,12 +294,12 @@ def instance_train_pipeline(
 ):
     """Resize, pad and batch an instance dataset for Mask R-CNN training.
 
-    Per image: resize by s = min(image_size / short side, max_size / long side,
+    Per image: resize by s = min(S / short side, max_size / long side,
     P / long side) (image bilinear, masks bilinear then >= 0.5, boxes times the
     per-axis factors), optional horizontal flip (image, boxes and masks
     together; x1' = w - x2, x2' = w - x1 with w the resized width), pad
     bottom/right with zeros to P x P (P = `pad_size` or
-    `instance_pad_size(image_size, max_size)`), and pad the instances to
+    `instance_pad_size(max(image_size), max_size)`), and pad the instances to
     `max_instances` rows (class 0 = padding; beyond max_instances the first ones
     are kept). Images with no instances are kept (all rows padding).
 
@@ -272,9 +309,20 @@ def instance_train_pipeline(
     (left_* <-> right_*, `segzoo.data.keypoints.flip_indices`); x, y are zeroed
     where v = 0 and padding rows are all zero.
 
+    Multi-scale training: with several sizes, S is drawn per image uniformly
+    among them (torchvision's `GeneralizedRCNNTransform` / detectron2's
+    `ResizeShortestEdge(..., "choice")`); inference should use the largest.
+
+    Large-scale jitter (`scale_jitter=(low, high)`, Ghiasi et al. 2021; 0.1, 2.0
+    in the paper, detectron2's `ResizeScale` + `FixedSizeCrop`): instead of the
+    short-side resize, the image is scaled by j * min(T / H, T / W) with
+    j ~ U(low, high) and T = max(image_size), a random T x T window of it is
+    kept (padded when smaller), and boxes are re-derived from the cropped masks
+    (instances left with an empty mask are dropped).
+
     Args:
         ds: unbatched instance dataset (see `segzoo.data.load`).
-        image_size: target short side in pixels.
+        image_size: target short side S in pixels, or a list of them (multi-scale).
         batch_size: B.
         max_size: cap on the long side.
         max_instances: M, rows of the padded targets.
@@ -282,7 +330,9 @@ def instance_train_pipeline(
         drop_crowd: remove crowd instances (COCO practice: they take no part in
             matching). With False they are kept and targets gain
             "is_crowd" bool [B, M].
-        pad_size: P (multiple of 32); default `instance_pad_size(...)`.
+        pad_size: P (multiple of 32); default `instance_pad_size(...)` (with
+            `scale_jitter`: T rounded up to a multiple of 32).
+        scale_jitter: None, or (low, high) of large-scale jitter (above; not with keypoints).
         seed: int for reproducible shuffling and flips, None for random.
         shuffle_buffer: shuffle buffer size (0 disables shuffling).
         drop_remainder: drop the last partial batch.
@@ -295,10 +345,23 @@ def instance_train_pipeline(
         [B, M] (0 = padding), "masks": uint8 [B, M, P, P]} and, for elements with
         keypoints, "keypoints": float32 [B, M, K, 3] (x, y resized-image pixels, v).
     """
-    pad = int(pad_size) if pad_size is not None else instance_pad_size(image_size, max_size)
+    sizes = _image_sizes(image_size)
+    target = max(sizes)
+    if scale_jitter is not None:
+        jitter_low, jitter_high = (float(v) for v in scale_jitter)
+        if not 0 < jitter_low <= jitter_high:
+            raise ValueError(f"scale_jitter must satisfy 0 < low <= high, got {scale_jitter!r}")
+        if "keypoints" in ds.element_spec:
+            raise ValueError("scale_jitter (large-scale jitter) is not implemented for keypoint "
+                             "data; train keypoint models without --scale-jitter")
+        default_pad = int(math.ceil(target / 32) * 32)
+    else:
+        default_pad = instance_pad_size(target, max_size)
+    pad = int(pad_size) if pad_size is not None else default_pad
     if pad % 32:
         raise ValueError(f"pad_size must be a multiple of 32, got {pad_size!r}")
     max_instances = int(max_instances)
+    size_table = tf.constant(sizes, tf.float32)
     has_keypoints = "keypoints" in ds.element_spec
     flip_order = None
     if has_keypoints:
@@ -316,6 +379,28 @@ def instance_train_pipeline(
                     f"got {flip_order}"
                 )
 
+    def jitter(image, masks, classes, is_crowd, seed_scale, seed_y, seed_x):
+        """Large-scale jitter of the module doc: scale, random T x T window, re-derived boxes."""
+        height = tf.cast(tf.shape(image)[0], tf.float32)
+        width = tf.cast(tf.shape(image)[1], tf.float32)
+        factor = tf.random.stateless_uniform([], seed_scale, jitter_low, jitter_high)
+        scale = factor * tf.minimum(target / height, target / width)
+        new_h = tf.maximum(1, tf.cast(tf.round(height * scale), tf.int32))
+        new_w = tf.maximum(1, tf.cast(tf.round(width * scale), tf.int32))
+        image = tf.image.resize(image, [new_h, new_w], method="bilinear")
+        n = tf.shape(masks)[0]
+        resized = tf.image.resize(tf.cast(masks, tf.float32)[..., None], [new_h, new_w])
+        masks = tf.reshape(tf.cast(resized[..., 0] >= 0.5, tf.uint8), [n, new_h, new_w])
+        win_h, win_w = tf.minimum(new_h, target), tf.minimum(new_w, target)
+        y0 = tf.random.stateless_uniform([], seed_y, 0, new_h - win_h + 1, dtype=tf.int32)
+        x0 = tf.random.stateless_uniform([], seed_x, 0, new_w - win_w + 1, dtype=tf.int32)
+        image = image[y0 : y0 + win_h, x0 : x0 + win_w]
+        masks = masks[:, y0 : y0 + win_h, x0 : x0 + win_w]
+        boxes, present = _boxes_of_masks(masks)
+        boxes, classes = tf.boolean_mask(boxes, present), tf.boolean_mask(classes, present)
+        masks, is_crowd = tf.boolean_mask(masks, present), tf.boolean_mask(is_crowd, present)
+        return image, boxes, classes, masks, is_crowd, win_h, win_w
+
     def prepare(element, seed2):
         image = tf.cast(element["image"], tf.float32)
         boxes = tf.cast(element["boxes"], tf.float32)
@@ -329,24 +414,34 @@ def instance_train_pipeline(
             masks, is_crowd = tf.boolean_mask(masks, keep), tf.boolean_mask(is_crowd, keep)
             if has_keypoints:
                 points = tf.boolean_mask(points, keep)
-        height = tf.cast(tf.shape(image)[0], tf.float32)
-        width = tf.cast(tf.shape(image)[1], tf.float32)
-        short, long = tf.minimum(height, width), tf.maximum(height, width)
-        scale = tf.minimum(image_size / short, tf.minimum(float(max_size), float(pad)) / long)
-        new_h = tf.clip_by_value(tf.cast(tf.round(height * scale), tf.int32), 1, pad)
-        new_w = tf.clip_by_value(tf.cast(tf.round(width * scale), tf.int32), 1, pad)
-        image = tf.image.resize(image, [new_h, new_w], method="bilinear")
-        sx = tf.cast(new_w, tf.float32) / width
-        sy = tf.cast(new_h, tf.float32) / height
-        boxes = boxes * tf.stack([sx, sy, sx, sy])
-        if has_keypoints:
-            points = points * tf.stack([sx, sy, 1.0])
-        n = tf.shape(masks)[0]
-        resized = tf.image.resize(
-            tf.cast(masks, tf.float32)[..., None], [new_h, new_w], method="bilinear"
-        )
-        masks = tf.cast(resized[..., 0] >= 0.5, tf.uint8)
-        masks = tf.reshape(masks, [n, new_h, new_w])
+        seed_size, seed_y, seed_x = _split_seed(seed2, 3)  # seed2 itself: the flip
+        if scale_jitter is not None:
+            image, boxes, classes, masks, is_crowd, new_h, new_w = jitter(
+                image, masks, classes, is_crowd, seed_size, seed_y, seed_x)
+        else:
+            if len(sizes) > 1:
+                pick = tf.random.stateless_uniform([], seed_size, 0, len(sizes), dtype=tf.int32)
+                short_side = size_table[pick]
+            else:
+                short_side = float(sizes[0])
+            height = tf.cast(tf.shape(image)[0], tf.float32)
+            width = tf.cast(tf.shape(image)[1], tf.float32)
+            short, long = tf.minimum(height, width), tf.maximum(height, width)
+            scale = tf.minimum(short_side / short, tf.minimum(float(max_size), float(pad)) / long)
+            new_h = tf.clip_by_value(tf.cast(tf.round(height * scale), tf.int32), 1, pad)
+            new_w = tf.clip_by_value(tf.cast(tf.round(width * scale), tf.int32), 1, pad)
+            image = tf.image.resize(image, [new_h, new_w], method="bilinear")
+            sx = tf.cast(new_w, tf.float32) / width
+            sy = tf.cast(new_h, tf.float32) / height
+            boxes = boxes * tf.stack([sx, sy, sx, sy])
+            if has_keypoints:
+                points = points * tf.stack([sx, sy, 1.0])
+            n = tf.shape(masks)[0]
+            resized = tf.image.resize(
+                tf.cast(masks, tf.float32)[..., None], [new_h, new_w], method="bilinear"
+            )
+            masks = tf.cast(resized[..., 0] >= 0.5, tf.uint8)
+            masks = tf.reshape(masks, [n, new_h, new_w])
         if flip:
             do_flip = tf.random.stateless_uniform([], seed2) < 0.5
             w = tf.cast(new_w, tf.float32)

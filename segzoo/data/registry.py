@@ -32,6 +32,11 @@ class DatasetInfo:
             ids are not contiguous); None for semantic datasets.
         ignore_label: label value excluded from losses and metrics (255).
         splits: the split names `load` accepts.
+        image_channels: 1 when every image of the dataset is single-channel (gray,
+            16-bit microscopy...), else 3. Elements always hold RGB [H, W, 3] (gray
+            repeated); a 1-channel model takes their grey
+            (`segzoo.data.pipeline.to_channels`), and U-Net's `input_channels`
+            follows this by default.
         keypoint_names: instance datasets loaded with keypoints: the K keypoint
             names (elements carry "keypoints" float32 [N, K, 3]); None otherwise.
         skeleton: pairs (i, j) of 0-based keypoint indices joined when drawing.
@@ -43,6 +48,7 @@ class DatasetInfo:
     category_ids: tuple | None = None
     ignore_label: int = IGNORE_LABEL
     splits: tuple = ()
+    image_channels: int = 3
     keypoint_names: tuple | None = None
     skeleton: tuple = ()
 
@@ -56,6 +62,8 @@ class DatasetInfo:
                 f"DatasetInfo: {len(self.class_names)} class_names for num_classes="
                 f"{self.num_classes}; expected one name per class."
             )
+        if self.image_channels not in (1, 3):
+            raise ValueError(f"DatasetInfo.image_channels must be 1 or 3, got {self.image_channels}")
         object.__setattr__(self, "class_names", tuple(self.class_names))
         object.__setattr__(self, "splits", tuple(self.splits))
         if self.category_ids is not None:
@@ -74,16 +82,29 @@ class _DatasetSpec:
     loader: Callable  # (split, data_dir, **kwargs) -> tf.data.Dataset
     info: Callable  # (data_dir, **kwargs) -> DatasetInfo
     description: str
+    tasks: tuple | None  # views chosen by the task= keyword; None: one fixed task
 
 
 _DATASETS: dict[str, _DatasetSpec] = {}
 
 
-def register_dataset(name: str, *, loader: Callable, info: Callable, description: str = ""):
-    """Register `loader(split, data_dir, **kwargs)` and `info(data_dir, **kwargs)` as `name`."""
+def register_dataset(name: str, *, loader: Callable, info: Callable, description: str = "",
+                     tasks: tuple | None = None):
+    """Register `loader(split, data_dir, **kwargs)` and `info(data_dir, **kwargs)` as `name`.
+
+    `tasks`: for a dataset with several views chosen by a `task=` keyword (shapes,
+    labelme: ("semantic", "instance")); None for a dataset of one task.
+    """
     if name in _DATASETS:
         raise ValueError(f"A dataset named {name!r} is already registered.")
-    _DATASETS[name] = _DatasetSpec(name, loader, info, description)
+    _DATASETS[name] = _DatasetSpec(name, loader, info, description,
+                                   None if tasks is None else tuple(tasks))
+
+
+def dataset_tasks(name: str) -> tuple | None:
+    """The views a dataset offers through `task=` ("semantic", "instance"), or None when it
+    has one task only (then `get_info(name).task` says which)."""
+    return _spec(name).tasks
 
 
 def list_datasets() -> list[str]:
@@ -131,3 +152,21 @@ def check_split(dataset: str, split: str, splits) -> None:
         raise ValueError(
             f"Dataset {dataset!r} has no split {split!r}; expected one of {tuple(splits)}."
         )
+
+
+TRAIN_SPLIT_NAMES = ("train2017", "train")
+VAL_SPLIT_NAMES = ("val2017", "val", "valid", "validation")
+
+
+def default_splits(splits) -> tuple[str | None, str | None]:
+    """(train, val) among a dataset's `splits` by the usual names; None where absent.
+
+    `train2017` / `val2017` (the COCO release) when `train2017` is there, else
+    `train` and the first of `val`, `valid`, `validation` (the names CVAT,
+    Label Studio and Roboflow exports use). `splits` may be a `DatasetInfo`.
+    """
+    splits = tuple(getattr(splits, "splits", splits))
+    train = next((s for s in TRAIN_SPLIT_NAMES if s in splits), None)
+    vals = VAL_SPLIT_NAMES if train == "train2017" else VAL_SPLIT_NAMES[1:] + VAL_SPLIT_NAMES[:1]
+    val = next((s for s in vals if s in splits), None)
+    return train, val

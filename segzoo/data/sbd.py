@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from segzoo.data import validation
+from segzoo.data import fetch, readers
 
 SBD_URL = (
     "http://www.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/semantic_contours/"
@@ -46,7 +46,7 @@ def find_sbd(manual_dir, dl_manager=None, download=False):
     Raises:
         ValueError: SBD is not under `manual_dir` and cannot be downloaded.
     """
-    return validation.find_or_fetch(
+    return fetch.find_or_fetch(
         manual_dir,
         _dataset_dir,
         SBD_ARCHIVE,
@@ -88,8 +88,8 @@ def read_sbd_mask(path) -> np.ndarray:
 
 def train_aug_names(voc_train, voc_val, sbd_dir) -> list[str]:
     """Sorted names of `train_aug` = (SBD train + SBD val + VOC train) - VOC val."""
-    sbd = set(validation.read_split_list(os.path.join(sbd_dir, "train.txt")))
-    sbd |= set(validation.read_split_list(os.path.join(sbd_dir, "val.txt")))
+    sbd = set(readers.read_split_list(os.path.join(sbd_dir, "train.txt")))
+    sbd |= set(readers.read_split_list(os.path.join(sbd_dir, "val.txt")))
     return sorted((sbd | set(voc_train)) - set(voc_val))
 
 

@@ -279,4 +279,5 @@ register_dataset(
     loader=load_shapes,
     info=shapes_info,
     description="synthetic circles/rectangles/triangles, generated, deterministic by seed",
+    tasks=("semantic", "instance"),
 )

@@ -35,7 +35,7 @@ import os
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from segzoo.data import sbd, validation
+from segzoo.data import fetch, readers, sbd
 from segzoo.data.registry import DatasetInfo, check_split, register_dataset
 from segzoo.visualize import voc_palette  # noqa: F401  (segzoo.data.voc.voc_palette: the devkit colour map)
 
@@ -68,7 +68,7 @@ def find_voc_root(manual_dir, dl_manager=None, download=False):
     Raises:
         ValueError: VOC is not there and cannot be downloaded (says what to put where).
     """
-    return validation.find_or_fetch(
+    return fetch.find_or_fetch(
         manual_dir,
         _voc2012_dir,
         VOC_TAR,
@@ -87,7 +87,7 @@ def image_feature_value(path):
     RGB array. Decodes once with PIL to check the file."""
     from PIL import Image
 
-    image = validation.read_image(path)  # ValueError naming the file if corrupt
+    image = readers.read_image(path)  # ValueError naming the file if corrupt
     with Image.open(path) as img:
         as_is = img.format == "JPEG" and img.mode in ("RGB", "L")
     return (os.fspath(path) if as_is else image), image.shape[:2]
@@ -98,14 +98,14 @@ def read_voc_label(path, num_classes, expected_hw, image_path):
     if os.fspath(path).endswith(".mat"):
         mask = sbd.read_sbd_mask(path)
     else:
-        mask = validation.read_label_png(path)
+        mask = readers.read_label_png(path)
     if mask.shape != tuple(expected_hw):
         raise ValueError(
             f"Mask {os.fspath(path)!r} is {mask.shape[1]}x{mask.shape[0]} (WxH) but image "
             f"{os.fspath(image_path)!r} is {expected_hw[1]}x{expected_hw[0]}; expected the "
             "same size."
         )
-    validation.check_labels(mask, num_classes, path)
+    readers.check_labels(mask, num_classes, path)
     return mask
 
 
@@ -162,12 +162,12 @@ class SegzooVoc2012(VocBuilderBase):
             ]
 
         names = {
-            s: validation.read_split_list(os.path.join(lists, s + ".txt")) for s in ("train", "val")
+            s: readers.read_split_list(os.path.join(lists, s + ".txt")) for s in ("train", "val")
         }
         if self.builder_config.name == "segmentation":
             trainval_path = os.path.join(lists, "trainval.txt")
             trainval = (
-                validation.read_split_list(trainval_path)
+                readers.read_split_list(trainval_path)
                 if os.path.isfile(trainval_path)
                 else sorted(set(names["train"]) | set(names["val"]))
             )

@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from segzoo.data import validation
+from segzoo.data import readers
 from segzoo.data.registry import IGNORE_LABEL, DatasetInfo, check_split, register_dataset
 from segzoo.data.voc import (
     SEGMENTATION_SPLITS,
@@ -96,11 +96,11 @@ class SegzooVoc2012Instance(VocBuilderBase):
             path = os.path.join(lists, split + ".txt")
             if split == "trainval" and not os.path.isfile(path):
                 names = sorted(
-                    set(validation.read_split_list(os.path.join(lists, "train.txt")))
-                    | set(validation.read_split_list(os.path.join(lists, "val.txt")))
+                    set(readers.read_split_list(os.path.join(lists, "train.txt")))
+                    | set(readers.read_split_list(os.path.join(lists, "val.txt")))
                 )
             else:
-                names = validation.read_split_list(path)
+                names = readers.read_split_list(path)
             splits[split] = self._generate_examples(root, names)
         return splits
 

@@ -181,7 +181,7 @@ class PredictionImages(keras.callbacks.Callback):
 
     Args:
         log_dir: TensorBoard directory (events go to `log_dir/images`).
-        images: uint8 [N, H, W, 3] (one size) to segment each epoch.
+        images: uint8 [N, H, W, C] (one size; C = the model's channels) to segment each epoch.
         masks: uint8 [N, H, W] ground truth shown beside the prediction.
     """
 
@@ -199,9 +199,10 @@ class PredictionImages(keras.callbacks.Callback):
         # and predict would start a collective the other workers never join.
         logits = self.model(self.images.astype(np.float32), training=False)
         labels = np.argmax(np.asarray(logits, np.float32), axis=-1)
+        shown = self.images if self.images.shape[-1] == 3 else np.repeat(self.images, 3, -1)
         panels = [
             np.concatenate([semantic_overlay(img, gt), semantic_overlay(img, pred)], axis=1)
-            for img, gt, pred in zip(self.images, self.masks, labels, strict=True)
+            for img, gt, pred in zip(shown, self.masks, labels, strict=True)
         ]
         if self._writer is None:
             self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "images"))

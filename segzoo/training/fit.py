@@ -32,6 +32,7 @@ import keras
 import numpy as np
 
 from segzoo.data.service import distribute, input_shard, sharded_reading, without_auto_shard
+from segzoo.training import defaults
 from segzoo.training.distribute import get_strategy, keras_multi_worker_fixes, worker_info
 from segzoo.training.optimizers import build_training_optimizer
 from segzoo.training.plot_callback import evaluation_plots_callback
@@ -62,9 +63,45 @@ class TrainResult:
 
 
 def _task(model, recipe):
+    if model.task == "instance":
+        return get_task(model, val_max_images=recipe.val_max_images, data_args=recipe.data_args,
+                        scale_jitter=recipe.scale_jitter)
     return get_task(model, augment=recipe.augment, scale_range=recipe.scale_range,
                     normalize_loss=recipe.normalize_loss, val_max_images=recipe.val_max_images,
-                    data_args=recipe.data_args)
+                    data_args=recipe.data_args, loss=recipe.loss,
+                    class_weights=recipe.class_weights)
+
+
+def _fit_to_data(recipe, spec, model_name, info, data_dir):
+    """`segzoo.training.defaults` applied in order: (recipe, notes, record for metrics.json)."""
+    from segzoo.training.task_data import load_split
+
+    recipe, notes = defaults.choose_splits(recipe, info.splits)
+    defaults.check_image_size(recipe, spec.task)
+    scan = None
+    if spec.task == "instance":
+        if recipe.scan_data:
+            elements = load_split(recipe.data, recipe.train_split, data_dir, "instance",
+                                  recipe.data_args, defaults.SCAN_IMAGES).as_numpy_iterator()
+            recipe, scan = defaults.instance_data_defaults(recipe, elements)
+            if scan["chosen"]:
+                notes.append(f"image size {recipe.image_size}: the median short side of "
+                             f"{scan['images_scanned']} training images is "
+                             f"{scan['median_short_side']}")
+        recipe = defaults.instance_scale(recipe)
+    recipe, channel_notes = defaults.input_channels(recipe, model_name, info.image_channels)
+    notes += channel_notes
+    recipe, pretrained = defaults.pretrained_fallback(recipe, model_name)
+    if pretrained:
+        notes.append(pretrained["reason"])
+    if spec.task == "semantic" and recipe.scan_data:
+        split = load_split(recipe.data, recipe.train_split, data_dir, "semantic", recipe.data_args)
+        count = int(split.cardinality())
+        elements = split.take(defaults.SCAN_IMAGES).as_numpy_iterator()
+        recipe, scan = defaults.semantic_data_defaults(
+            recipe, defaults.scan_semantic(elements, info.num_classes), count if count > 0 else None)
+        notes.append(defaults.describe_scan(scan))
+    return recipe, notes, {"backbone_init": pretrained, "data_scan": scan}
 
 
 def train(config, *, extra_callbacks=()) -> TrainResult:
@@ -107,6 +144,7 @@ def train(config, *, extra_callbacks=()) -> TrainResult:
             f"model {model_name!r} is a {spec.task} model but dataset {recipe.data!r} is "
             f"{info.task}; choose a {spec.task} dataset"
         )
+    recipe, notes, records = _fit_to_data(recipe, spec, model_name, info, data_dir)
     is_chief, worker_index = worker_info(strategy)
     os.makedirs(out, exist_ok=True)
     backup_dir = os.path.join(out, "backup")
@@ -152,6 +190,8 @@ def train(config, *, extra_callbacks=()) -> TrainResult:
                         f"training split {recipe.train_split!r} of {recipe.data!r} gives no batch "
                         f"of {recipe.batch_size}; lower batch_size or add data"
                     )
+            recipe, schedule_notes = defaults.scale_schedule(recipe, epoch_steps)
+            notes += schedule_notes
             optimizer = build_training_optimizer(recipe, epoch_steps * recipe.epochs)
             jit = bool(get("jit_compile")) and model.supports_jit
             if get("jit_compile") and not jit:
@@ -165,7 +205,7 @@ def train(config, *, extra_callbacks=()) -> TrainResult:
             "class_names": list(model.class_names), "strategy": get("strategy") or "default",
             "replicas": strategy.num_replicas_in_sync,
             "mixed_precision": precision == "float16", "precision": precision, "jit_compile": jit,
-            "seed": seed, "steps_per_epoch": epoch_steps,
+            "seed": seed, "steps_per_epoch": epoch_steps, "defaults": notes, **records,
             "data_service": get("data_service"), "input_shard": list(shard) if shard else None,
         }
         task_callbacks = []
@@ -179,6 +219,8 @@ def train(config, *, extra_callbacks=()) -> TrainResult:
                               is_chief=is_chief, resuming=resuming,
                               extra=[*plots, *extra_callbacks])
         if is_chief:
+            for note in notes:
+                print(f"segzoo train: {note}")
             print(f"segzoo train: {model_name} on {recipe.data} (recipe {recipe.name}), "
                   f"{recipe.epochs} epochs x {epoch_steps} steps, batch {recipe.batch_size}, "
                   f"{strategy.num_replicas_in_sync} replica(s) -> {out}")

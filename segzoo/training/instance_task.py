@@ -41,18 +41,21 @@ class InstanceTask:
         max_instances: instance rows per training image (M).
         shuffle_buffer: training shuffle buffer (images; 0 = no shuffle).
         data_args: extra keyword arguments for `segzoo.data.load`.
+        scale_jitter: None or (low, high): large-scale jitter in training
+            (`instance_train_pipeline`).
     """
 
     monitor_mode = "max"
 
     def __init__(self, model, *, val_max_images=None, max_instances=100, shuffle_buffer=256,
-                 data_args=None):
+                 data_args=None, scale_jitter=None):
         self.model = model
         self.monitor = "val_mask_ap" if model.has_masks else "val_keypoint_ap"
         self.val_max_images = val_max_images
         self.max_instances = int(max_instances)
         self.shuffle_buffer = int(shuffle_buffer)
         self.data_args = dict(data_args or {})
+        self.scale_jitter = None if scale_jitter is None else tuple(scale_jitter)
         if model.has_keypoints:
             self.data_args.setdefault("keypoints", True)
 
@@ -67,7 +70,8 @@ class InstanceTask:
     def _check(self, info, data_name, image_size):
         check_dataset_task(info, "instance", data_name)
         min_size = self.model.training_input_spec.min_size
-        if min_size is not None and int(image_size) != int(min_size):
+        largest = max(image_size) if isinstance(image_size, list | tuple) else image_size
+        if min_size is not None and int(largest) != int(min_size):
             warnings.warn(
                 f"training at image_size={image_size} but the model resizes to min_size={min_size} at "
                 f"inference; pass --model-arg min_size={image_size} to match", stacklevel=3)
@@ -77,16 +81,18 @@ class InstanceTask:
         from segzoo.data.keypoints import flip_indices
 
         max_size = self.model.training_input_spec.max_size or _DEFAULT_MAX_SIZE
+        if not shuffle and isinstance(image_size, list | tuple):  # validation: the largest
+            image_size = max(image_size)
         order = None
         if "keypoints" in ds.element_spec:
             num_keypoints = ds.element_spec["keypoints"].shape[1]
             order = flip_indices(self.model.keypoint_names
                                  or [f"keypoint_{i}" for i in range(num_keypoints)])
         return pipeline.instance_train_pipeline(
-            ds, int(image_size), int(batch_size), max_size=int(max_size),
+            ds, image_size, int(batch_size), max_size=int(max_size),
             max_instances=self.max_instances, flip=flip, seed=seed,
             shuffle_buffer=self.shuffle_buffer if shuffle else 0, drop_remainder=shuffle,
-            keypoint_flip_indices=order)
+            scale_jitter=self.scale_jitter if shuffle else None, keypoint_flip_indices=order)
 
     def train_dataset(self, info, data_name, data_dir, split, image_size, batch_size, seed):
         """(images float32 [B, P, P, 3], targets {"boxes", "classes", "masks"}) batches."""

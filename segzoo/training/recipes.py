@@ -50,6 +50,22 @@ class Recipe:
         data_args: keyword arguments for `segzoo.data.load` / `get_info`.
         init_from: `.keras` checkpoint to initialise from by layer name.
         clipnorm: optional gradient clipping.
+        loss: semantic models: "ce" | "dice" | "focal" | "ce+dice"
+            (`segzoo.training.losses.get_loss`); instance models compute their own.
+        scale_jitter: instance models: None, or (low, high) large-scale jitter
+            (`instance_train_pipeline`'s `scale_jitter`).
+        reference_batch_size: linear scaling rule (Goyal et al.): when set, the
+            learning rate used is `learning_rate * batch_size / reference_batch_size`.
+        warmup_fraction: when set, warm-up is at most this fraction of the run's
+            steps (and at most `warmup_steps`).
+        min_steps: when set, epochs are raised until the run has at least this
+            many steps (small data sets still get a full schedule).
+        class_weights: semantic models: None or K per-class weights of the CE (term).
+        scan_data: the generic recipes: derive the crop, batch and loss (semantic) or the
+            short side (instance) from a scan of the training split
+            (`segzoo.training.defaults.semantic_data_defaults` / `instance_data_defaults`).
+        user_fields: what the user set (flags; "model_args.NAME" for
+            `--model-arg NAME=...`): data-derived defaults never change those.
     """
 
     name: str
@@ -76,6 +92,14 @@ class Recipe:
     data_args: dict = dataclasses.field(default_factory=dict)
     init_from: str | None = None
     clipnorm: float | None = None
+    loss: str = "ce"
+    scale_jitter: tuple | None = None
+    reference_batch_size: int | None = None
+    warmup_fraction: float | None = None
+    min_steps: int | None = None
+    class_weights: tuple | None = None
+    scan_data: bool = False
+    user_fields: tuple = ()
 
 
 def _fcn(name, model_args, learning_rate):
@@ -153,11 +177,13 @@ RECIPES: dict[str, Recipe] = {
         optimizer="sgd", learning_rate=0.0025, momentum=0.9, weight_decay=1e-4, warmup_steps=500,
         val_max_images=500, model_args={"backbone_weights": "imagenet"},
     ),
+    # The COCO 2017 release (train2017 / val2017): the 1x schedule of Detectron / torchvision,
+    # lr 0.02 at batch 16, linearly scaled to other batch sizes.
     "coco_mask_rcnn": Recipe(
         name="coco_mask_rcnn", data="coco", train_split="train2017", val_split="val2017",
         epochs=12, batch_size=16, image_size=800, optimizer="sgd", learning_rate=0.02,
         momentum=0.9, weight_decay=1e-4, warmup_steps=1000, val_max_images=500,
-        model_args={"backbone_weights": "imagenet"},
+        reference_batch_size=16, model_args={"backbone_weights": "imagenet"},
     ),
     # torchvision's keypointrcnn_resnet50_fpn schedule (26 epochs; lr 0.02 at batch 16).
     "coco_keypoint_rcnn": Recipe(
@@ -167,11 +193,20 @@ RECIPES: dict[str, Recipe] = {
         data_args={"keypoints": True}, model_args={"backbone_weights": "imagenet"},
     ),
     # Generic fall-backs for any model / dataset pair.
+    # Every --data folder / labelme user gets this: nnU-Net's idea, the crop, batch and loss
+    # come from a scan of the training split (printed, and recorded in metrics.json).
     "semantic": Recipe(name="semantic", epochs=20, batch_size=4, learning_rate=1e-3,
-                       warmup_steps=50),
+                       warmup_steps=50, scan_data=True),
+    # Any other instance data (COCO-format exports, instance folders, labelme): the same
+    # SGD recipe scaled to the data: lr 0.02 x batch / 16 (linear scaling rule), warm-up 5%
+    # of the run (at most the reference's 1,000 steps), poly decay, 12 epochs but at least
+    # 1,000 steps so a small set still gets a schedule; ImageNet backbone when available;
+    # the short side is the median of the training images' (scan_data) unless --image-size.
     "instance": Recipe(
-        name="instance", batch_size=2, image_size=512, optimizer="sgd", learning_rate=0.01,
-        momentum=0.9, weight_decay=1e-4, warmup_steps=200,
+        name="instance", epochs=12, batch_size=4, image_size=512, optimizer="sgd",
+        learning_rate=0.02, momentum=0.9, weight_decay=1e-4, warmup_steps=1000,
+        reference_batch_size=16, warmup_fraction=0.05, min_steps=1000, clipnorm=10.0,
+        val_max_images=500, scan_data=True, model_args={"backbone_weights": "imagenet"},
     ),
 }
 
@@ -189,10 +224,14 @@ def get_recipe(name: str) -> Recipe:
     return RECIPES[name]
 
 
-def default_recipe_name(model: str, data: str, task: str) -> str:
-    """`{data}_{model}` if such a recipe exists, else the generic one for `task`."""
+def default_recipe_name(model: str, data: str, task: str, splits=None) -> str:
+    """`{data}_{model}` if such a recipe exists (and, when the data's `splits` are given,
+    its training split is one of them: `coco_mask_rcnn` is for the COCO release, other
+    COCO-format sets get the generic recipe), else the generic one for `task`."""
     candidate = f"{data}_{model}"
-    return candidate if candidate in RECIPES else task
+    if candidate in RECIPES and (splits is None or RECIPES[candidate].train_split in splits):
+        return candidate
+    return task
 
 
 def apply_overrides(recipe: Recipe, **overrides) -> Recipe:
@@ -204,13 +243,17 @@ def apply_overrides(recipe: Recipe, **overrides) -> Recipe:
         ValueError: an override names no recipe field.
     """
     fields = {f.name for f in dataclasses.fields(Recipe)}
-    changes = {}
+    changes, user = {}, list(recipe.user_fields)
     for key, value in overrides.items():
         if value is None:
             continue
         if key not in fields:
             raise ValueError(f"recipe has no field {key!r}; fields: {', '.join(sorted(fields))}")
         if key in ("model_args", "data_args"):
+            user += [f"{key}.{name}" for name in value]
             value = {**getattr(recipe, key), **value}
+        else:
+            user.append(key)
         changes[key] = value
+    changes["user_fields"] = tuple(dict.fromkeys(user))
     return dataclasses.replace(recipe, **changes)

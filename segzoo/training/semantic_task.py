@@ -7,7 +7,7 @@ original resolution; the best checkpoint is chosen by `val_mean_iou`.
 
 from __future__ import annotations
 
-from segzoo.training.losses import SparseSegmentationCrossEntropy
+from segzoo.training.losses import get_loss
 from segzoo.training.metrics import SegmentationMeanIoU
 from segzoo.training.task_data import check_dataset_task, load_split
 
@@ -24,6 +24,8 @@ class SemanticTask:
         val_max_images: validate on at most this many images (None = all).
         shuffle_buffer: training shuffle buffer (images, before augmentation; 0 = no shuffle).
         data_args: extra keyword arguments for `segzoo.data.load`.
+        loss: "ce" | "dice" | "focal" | "ce+dice" (`segzoo.training.losses.get_loss`).
+        class_weights: optional K per-class loss weights.
     """
 
     monitor = "val_mean_iou"
@@ -31,7 +33,8 @@ class SemanticTask:
 
     def __init__(self, model, *, augment: bool = True, scale_range=(0.5, 2.0),
                  normalize_loss: bool = True, val_max_images: int | None = None,
-                 shuffle_buffer: int = 256, data_args: dict | None = None):
+                 shuffle_buffer: int = 256, data_args: dict | None = None, loss: str = "ce",
+                 class_weights=None):
         self.model = model
         self.num_classes = len(model.class_names)
         self.augment = bool(augment)
@@ -40,6 +43,9 @@ class SemanticTask:
         self.val_max_images = val_max_images
         self.shuffle_buffer = int(shuffle_buffer)
         self.data_args = dict(data_args or {})
+        self.loss = loss
+        self.class_weights = class_weights
+        get_loss(loss)  # unknown names fail here, before any data is read
 
     # --- data ------------------------------------------------------------------------------
     def train_dataset(self, info, data_name, data_dir, split, image_size, batch_size, seed):
@@ -48,12 +54,21 @@ class SemanticTask:
 
         check_dataset_task(info, "semantic", data_name)
         ds = load_split(data_name, split, data_dir, "semantic", self.data_args)
-        return pipeline.semantic_train_pipeline(
+        return self._channels(pipeline.semantic_train_pipeline(
             ds, int(image_size), int(batch_size),
             scale_range=self.scale_range if self.augment else (1.0, 1.0),
             flip=self.augment, photometric=self.augment, seed=seed,
             shuffle_buffer=self.shuffle_buffer, drop_remainder=True,
-        )
+        ))
+
+    def _channels(self, ds):
+        """RGB batches with the channels of the model's `training_input_spec` (1: grey)."""
+        from segzoo.data import pipeline
+
+        channels = int(self.model.training_input_spec.channels)
+        if channels == 3:
+            return ds
+        return ds.map(lambda images, masks: (pipeline.to_channels(images, channels), masks))
 
     def val_dataset(self, info, data_name, data_dir, split, image_size, batch_size, seed):
         """Batches at original resolution (batch 1) or 255-padded (batch > 1)."""
@@ -61,12 +76,13 @@ class SemanticTask:
 
         check_dataset_task(info, "semantic", data_name)
         ds = load_split(data_name, split, data_dir, "semantic", self.data_args, self.val_max_images)
-        return pipeline.semantic_eval_pipeline(ds, batch_size=int(batch_size))
+        return self._channels(pipeline.semantic_eval_pipeline(ds, batch_size=int(batch_size)))
 
     # --- compile / evaluate ----------------------------------------------------------------
     def compile_kwargs(self) -> dict:
         return {
-            "loss": SparseSegmentationCrossEntropy(normalize=self.normalize_loss),
+            "loss": get_loss(self.loss, normalize=self.normalize_loss,
+                             class_weights=self.class_weights),
             "metrics": [SegmentationMeanIoU(self.num_classes)],
         }
 

@@ -30,7 +30,8 @@ def resolve_recipe(config):
     model_name = config_value(config, "model")
     spec = segzoo.get_model_spec(model_name)
     data = config_value(config, "data") or "shapes"
-    recipe = config_value(config, "recipe") or default_recipe_name(model_name, data, spec.task)
+    recipe = config_value(config, "recipe") or _default_recipe(
+        model_name, data, spec.task, config_value(config, "data_dir"))
     if not isinstance(recipe, Recipe):
         recipe = get_recipe(recipe)
     if config_value(config, "data") and data != recipe.data:
@@ -51,8 +52,28 @@ def resolve_recipe(config):
         learning_rate=config_value(config, "learning_rate"),
         optimizer=config_value(config, "optimizer"),
         init_from=config_value(config, "init_from"),
+        loss=config_value(config, "loss"),
+        scale_jitter=config_value(config, "scale_jitter"),
         model_args=model_args,
     ), spec
+
+
+def _default_recipe(model_name, data, task, data_dir) -> str:
+    """`default_recipe_name`, given the data's splits: `{data}_{model}` only where the
+    data has that recipe's training split (the COCO release recipe is not for every
+    COCO-format set)."""
+    import segzoo.data
+    from segzoo.training.task_data import task_data_args
+
+    name = default_recipe_name(model_name, data, task)
+    if name == task:
+        return name
+    try:
+        data_args = task_data_args(data, task, get_recipe(name).data_args)
+        splits = segzoo.data.get_info(data, data_dir=data_dir, **data_args).splits
+    except (ValueError, FileNotFoundError):
+        return name  # the fit loop reports the data's problem
+    return default_recipe_name(model_name, data, task, splits)
 
 
 def _model_args(config, spec) -> dict | None:

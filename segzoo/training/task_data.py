@@ -1,23 +1,23 @@
 """What both training tasks need of a dataset: the task check and the task's load options.
 
 The one rule for datasets that serve both tasks (`shapes` generates semantic
-masks or instances): the model's task is passed as `task=` to
+masks or instances, `labelme` reads either view; `segzoo.data.dataset_tasks`
+says which datasets): the model's task is passed as `task=` to
 `segzoo.data.get_info` / `segzoo.data.load`. Every caller (the training
 tasks, `segzoo eval`) takes the options from `task_data_args`.
 """
 
 from __future__ import annotations
 
-# Datasets that generate either task's elements and take `task=` to choose.
-MULTI_TASK_DATASETS = ("shapes",)
-
 
 def task_data_args(data_name: str, task: str, data_args: dict | None = None, *,
                    keypoints: bool = False) -> dict:
     """`data_args` plus `task=task` for datasets of both tasks (an explicit `task` is kept),
     and `keypoints=True` for keypoint models (coco reads person_keypoints_*.json)."""
+    import segzoo.data
+
     kwargs = dict(data_args or {})
-    if data_name in MULTI_TASK_DATASETS:
+    if task in (segzoo.data.dataset_tasks(data_name) or ()):
         kwargs.setdefault("task", task)
     if keypoints:
         kwargs.setdefault("keypoints", True)

@@ -17,14 +17,16 @@ from segzoo.training.semantic_task import SemanticTask
 
 _TASKS = {"semantic": SemanticTask, "instance": InstanceTask}
 # The options an InstanceTask takes (the others configure semantic training only).
-_INSTANCE_OPTIONS = ("val_max_images", "data_args", "max_instances", "shuffle_buffer")
+_INSTANCE_OPTIONS = ("val_max_images", "data_args", "max_instances", "shuffle_buffer",
+                     "scale_jitter")
 
 
 def get_task(model, **options):
     """The task object of `model` (by `model.task`).
 
     `options` configure a `SemanticTask` (see its arguments); an `InstanceTask`
-    takes `val_max_images`, `data_args`, `max_instances`, `shuffle_buffer` of them.
+    takes `val_max_images`, `data_args`, `max_instances`, `shuffle_buffer`,
+    `scale_jitter` of them.
 
     Raises:
         ValueError: the model is not a segzoo model of a known task.

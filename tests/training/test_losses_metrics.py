@@ -113,3 +113,86 @@ def test_sgd_weight_decay_is_decoupled_and_skips_bias():
     assert isinstance(build_optimizer("adam", 1e-3), keras.optimizers.Adam)
     with pytest.raises(ValueError, match="rmsprop"):
         build_optimizer("rmsprop", 1e-3)
+
+
+# --- --loss ce|dice|focal|ce+dice against their reference formulas ----------------------------
+def _numpy_softmax(logits):
+    logits = logits.astype(np.float64)
+    e = np.exp(logits - logits.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def numpy_weighted_ce(labels, logits, weights=None, gamma=0.0, ignore=255):
+    """sum_i w_{y_i} (1 - p_t)^gamma (-log p_t) / sum_i w_{y_i} over valid pixels."""
+    p = _numpy_softmax(logits)
+    valid = labels != ignore
+    safe = np.where(valid, labels, 0)
+    p_t = np.take_along_axis(p, safe[..., None], -1)[..., 0]
+    w = np.ones(logits.shape[-1]) if weights is None else np.asarray(weights, np.float64)
+    w_i = w[safe] * valid
+    return ((1 - p_t) ** gamma * -np.log(p_t) * w_i).sum() / w_i.sum()
+
+
+def numpy_batch_dice(labels, logits, smooth=1e-5, include_background=False, ignore=255):
+    """nnU-Net's SoftDiceLoss(batch_dice=True, do_bg=False) on softmax, 1 - mean dice."""
+    p = _numpy_softmax(logits)
+    k = logits.shape[-1]
+    valid = (labels != ignore)[..., None]
+    y = np.eye(k)[np.where(labels != ignore, labels, 0)] * valid
+    p = p * valid
+    tp = (p * y).sum((0, 1, 2))
+    fp = (p * (1 - y)).sum((0, 1, 2))
+    fn = ((1 - p) * y).sum((0, 1, 2))
+    dc = (2 * tp + smooth) / np.clip(2 * tp + fp + fn + smooth, 1e-8, None)
+    if not include_background:
+        dc = dc[1:]
+    return 1 - dc.mean()
+
+
+def _loss_batch(seed=4):
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(2, 6, 5, 4)).astype(np.float32) * 2
+    labels = rng.integers(0, 4, size=(2, 6, 5))
+    labels[1, :3] = 255
+    return labels, logits
+
+
+def test_focal_weighted_ce_dice_and_ce_dice_match_the_formulas():
+    from segzoo.training.losses import get_loss
+
+    labels, logits = _loss_batch()
+    weights = [0.5, 1.0, 2.0, 4.0]
+    assert float(get_loss("ce")(labels, logits)) == pytest.approx(
+        numpy_weighted_ce(labels, logits), rel=1e-5)
+    assert float(get_loss("ce", class_weights=weights)(labels, logits)) == pytest.approx(
+        numpy_weighted_ce(labels, logits, weights), rel=1e-5)
+    assert float(get_loss("focal")(labels, logits)) == pytest.approx(
+        numpy_weighted_ce(labels, logits, gamma=2.0), rel=1e-5)
+    dice = numpy_batch_dice(labels, logits)
+    assert float(get_loss("dice")(labels, logits)) == pytest.approx(dice, rel=1e-5)
+    assert float(get_loss("ce+dice")(labels, logits)) == pytest.approx(
+        dice + numpy_weighted_ce(labels, logits), rel=1e-5)
+    with pytest.raises(ValueError, match="ce\\+dice"):
+        get_loss("tversky")
+
+
+def test_new_losses_ignore_255_and_round_trip_config():
+    from segzoo.training.losses import get_loss
+
+    labels, logits = _loss_batch(5)
+    for name in ("dice", "focal", "ce+dice"):
+        loss_fn = get_loss(name, class_weights=[1, 2, 3, 4] if name != "dice" else None)
+        variable = tf.Variable(logits)
+        with tf.GradientTape() as tape:
+            loss = loss_fn(labels, variable)
+        grad = tape.gradient(loss, variable).numpy()
+        np.testing.assert_array_equal(grad[1, :3], 0.0)  # the ignored rows
+        assert np.abs(grad[0]).sum() > 0
+        other = logits.copy()
+        other[1, :3] = 50 * np.random.default_rng(0).normal(size=other[1, :3].shape)
+        assert float(loss_fn(labels, other)) == pytest.approx(float(loss), rel=1e-5)
+        clone = type(loss_fn).from_config(loss_fn.get_config())
+        assert float(clone(labels, logits)) == pytest.approx(float(loss), rel=1e-6)
+        assert float(loss_fn(np.full((1, 2, 2), 255), np.zeros((1, 2, 2, 4), np.float32))) == 0.0
+    perfect = np.where(np.eye(4, dtype=bool)[np.where(labels == 255, 0, labels)], 30.0, -30.0)
+    assert float(get_loss("dice")(labels, perfect.astype(np.float32))) == pytest.approx(0, abs=1e-5)
