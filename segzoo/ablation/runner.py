@@ -321,6 +321,7 @@ def run_ablation(family_name, *, out: str | None = None, studies=None, minutes=N
         report.write_report(out, family, selected, seed_list, results, plan, partial=True)
     content = report.write_report(out, family, selected, seed_list, results, plan, partial=False)
     content["wall_minutes_this_invocation"] = round((time.monotonic() - start) / 60.0, 2)
+    _write_json(os.path.join(out, "ablation.json"), content)
     log(f"segzoo ablate: done in {(time.monotonic() - start) / 60:.1f} min; "
         f"{os.path.join(out, 'ablation.md')}")
     for line in content["claims"]:
