@@ -1,6 +1,10 @@
-"""FCN-8s inference at 500x500: achieved GFLOP/s against this machine's fp32 matmul peak.
+"""FCN-8s inference at 500x500: achieved GFLOP/s against this machine's matmul / conv peak.
 
-    python benchmarks/fcn8s_inference.py [--size 500] [--iters 5] [--threads N]
+    python benchmarks/fcn8s_inference.py [--size 500] [--iters 5] [--precision float32 bfloat16]
+
+Prints the machine (CPU, ISA: AMX / AVX512-BF16 / AVX2, threads, versions)
+first. For each `--precision` (float32: the fp32 peak and model; bfloat16:
+the bf16 matmul and 3x3-conv peak, the model built under `mixed_bfloat16`):
 
 In one run: (1) the fp32 peak, measured as the best GFLOP/s of a large
 `tf.matmul` (2 n^3 FLOPs; with and without XLA; measured again after each
@@ -17,6 +21,8 @@ A figure, never a pass/fail test: the machine may be shared.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 
 import keras
@@ -25,11 +31,29 @@ import tensorflow as tf
 
 import segzoo
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-def matmul_peak_gflops(n=4096, iters=10) -> float:
-    """Best GFLOP/s of an n x n x n fp32 matmul, with and without XLA (the better of the two)."""
-    a = tf.random.normal((n, n))
-    b = tf.random.normal((n, n))
+from machine import describe_machine  # noqa: E402
+
+
+def conv_peak_gflops(dtype="float32", shape=(1, 200, 304, 256), iters=5) -> float:
+    """Best GFLOP/s of a 3x3, C -> C same-padded convolution on `shape` (the issue's probe)."""
+    x = tf.cast(tf.random.normal(shape), dtype)
+    w = tf.cast(tf.random.normal((3, 3, shape[-1], shape[-1])), dtype)
+    conv = tf.function(lambda x, w: tf.nn.conv2d(x, w, 1, "SAME"))
+    conv(x, w).numpy()
+    best = float("inf")
+    for _ in range(iters):
+        start = time.perf_counter()
+        conv(x, w).numpy()
+        best = min(best, time.perf_counter() - start)
+    return 2 * 9 * shape[-1] ** 2 * shape[0] * shape[1] * shape[2] / best / 1e9
+
+
+def matmul_peak_gflops(n=4096, iters=10, dtype="float32") -> float:
+    """Best GFLOP/s of an n x n x n matmul, with and without XLA (the better of the two)."""
+    a = tf.cast(tf.random.normal((n, n)), dtype)
+    b = tf.cast(tf.random.normal((n, n)), dtype)
     best = float("inf")
     for jit in (False, True):
         mm = tf.function(tf.matmul, jit_compile=jit)
@@ -89,35 +113,44 @@ def time_forward(model, size, iters, jit) -> float:
 
 
 def main(argv=None) -> int:
+    from segzoo.training.precision import precision_scope
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=500)
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--matmul-size", type=int, default=4096)
+    parser.add_argument("--precision", nargs="+", default=["float32", "bfloat16"],
+                        choices=["float32", "bfloat16"])
     parser.add_argument("--no-xla", action="store_true", help="skip the XLA-compiled timing")
     args = parser.parse_args(argv)
 
+    print(describe_machine(), flush=True)
     devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-    print(f"device: {devices[0].name}  (TF {tf.__version__}, Keras {keras.__version__})")
-    peak = matmul_peak_gflops(args.matmul_size)
-    print(f"fp32 matmul peak ({args.matmul_size}^3):     {peak:9.1f} GFLOP/s")
-
-    model = segzoo.get_model("fcn8s", num_classes=21)
-    flops = conv_flops(model, args.size)
-    print(f"FCN-8s FLOPs at {args.size}x{args.size}:      {flops / 1e9:9.1f} GFLOP "
-          "(analytic, convolutions)")
-    variants = [("tf.function", False)] + ([] if args.no_xla else [("tf.function + XLA", True)])
-    for label, jit in variants:
-        try:
-            seconds = time_forward(model, args.size, args.iters, jit)
-        except Exception as error:  # XLA may be unavailable for an op on this build
-            print(f"{label:<24} failed: {type(error).__name__}: {str(error)[:200]}")
-            continue
-        # The machine may be shared: measure the peak again right after, keep the best.
-        peak = max(peak, matmul_peak_gflops(args.matmul_size, iters=5))
-        achieved = flops / seconds / 1e9
-        print(f"{label:<24} {seconds * 1e3:9.1f} ms/image  {achieved:9.1f} GFLOP/s  "
-              f"{100 * achieved / peak:5.1f}% of matmul peak (goal >= 60%)")
-    print(f"fp32 matmul peak, best of all measurements: {peak:9.1f} GFLOP/s")
+    print(f"device: {devices[0].name}")
+    for precision in args.precision:
+        peak = max(matmul_peak_gflops(args.matmul_size, dtype=precision),
+                   conv_peak_gflops(precision))
+        print(f"[{precision}] peak (best of {args.matmul_size}^3 matmul and 3x3 conv 200x304x256): "
+              f"{peak:9.1f} GFLOP/s", flush=True)
+        with precision_scope(precision):
+            model = segzoo.get_model("fcn8s", num_classes=21)
+        flops = conv_flops(model, args.size)
+        print(f"[{precision}] FCN-8s FLOPs at {args.size}x{args.size}: {flops / 1e9:9.1f} GFLOP "
+              "(analytic, convolutions)")
+        variants = [("tf.function", False)] + ([] if args.no_xla else [("tf.function + XLA", True)])
+        for label, jit in variants:
+            try:
+                seconds = time_forward(model, args.size, args.iters, jit)
+            except Exception as error:  # XLA may be unavailable for an op on this build
+                print(f"[{precision}] {label:<20} failed: {type(error).__name__}: "
+                      f"{str(error)[:200]}")
+                continue
+            # The machine may be shared: measure the peak again right after, keep the best.
+            peak = max(peak, matmul_peak_gflops(args.matmul_size, iters=5, dtype=precision))
+            achieved = flops / seconds / 1e9
+            print(f"[{precision}] {label:<20} {seconds * 1e3:9.1f} ms/image  {achieved:9.1f} "
+                  f"GFLOP/s  {100 * achieved / peak:5.1f}% of the {precision} peak (goal >= 60%)",
+                  flush=True)
     return 0
 
 

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import statistics
+import sys
 import time
 
 # torch/torchvision first: importing torchvision after TensorFlow segfaults here.
@@ -34,6 +36,10 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from segzoo.blocks import roi_align  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from machine import describe_machine  # noqa: E402
 
 
 def make_inputs(num_boxes, seed=0, batch=2, height=200, width=304, channels=256, stride=4):
@@ -72,6 +78,7 @@ def main(argv=None):
                         help="2 (the required setting) or <= 0 for the adaptive grid")
     parser.add_argument("--no-xla", action="store_true", help="skip the jit_compile=True run")
     args = parser.parse_args(argv)
+    print(describe_machine(), flush=True)
 
     features, boxes, box_indices = make_inputs(args.boxes)
     scale, ratio = 0.25, args.sampling_ratio

@@ -89,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--mixed-precision", action="store_true",
                        help="alias of --precision float16")
     train.add_argument("--jit-compile", action="store_true")
+    train.add_argument("--data-service", default=None, metavar="ADDRESS",
+                       help="preprocess on a tf.data service dispatcher's workers (grpc://HOST:PORT)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
                        help="stop training after this many minutes (best checkpoint kept)")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from segzoo.data.service import shard_indices
+
 # image uint8 [H, W, 3], mask uint8 [H, W] (class ids, 255 = ignore).
 SEMANTIC = {
     "image": tf.TensorSpec([None, None, 3], tf.uint8),
@@ -23,6 +25,13 @@ INSTANCE = {
     "classes": tf.TensorSpec([None], tf.int32),
     "masks": tf.TensorSpec([None, None, None], tf.uint8),
 }
+
+
+
+
+def with_keypoints(spec: dict, num_keypoints: int) -> dict:
+    """`spec` plus "keypoints": float32 [N, K, 3] (x, y pixels, v 0/1/2), K = `num_keypoints`."""
+    return {**spec, "keypoints": tf.TensorSpec([None, int(num_keypoints), 3], tf.float32)}
 
 
 def numpy_element(fn, index, spec) -> dict:
@@ -39,7 +48,8 @@ def numpy_dataset(read, image_ids, spec) -> tf.data.Dataset:
     """The dataset of `{**numpy_element(read, i, spec), "image_id": image_ids[i]}` for
     i = 0, 1, ... in order (parallel, deterministic map); `read(i)` gets an int64 index."""
     indices = np.arange(len(image_ids), dtype=np.int64)
-    ds = tf.data.Dataset.from_tensor_slices((indices, image_ids))
+    # Under sharded_reading (MultiWorkerMirroredStrategy) each worker reads its own images.
+    ds = shard_indices(tf.data.Dataset.from_tensor_slices((indices, image_ids)))
 
     def to_element(index, image_id):
         return {**numpy_element(read, index, spec), "image_id": image_id}

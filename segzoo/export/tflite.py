@@ -35,12 +35,13 @@ from segzoo.export.serving import ServingModule
 QUANTIZATIONS = (None, "fp16", "int8")
 
 MASK_RCNN_TFLITE_BLOCKER = (
-    "TFLite export is for semantic models only. Mask R-CNN converts only with SELECT_TF_OPS: "
-    "its RoIAlign computes sampling points in float64 (exact torchvision rounding) and the FPN "
-    "level mapper takes a float64 log, which TFLite's builtin Add/Sub/Mul/Div/Log lack, and "
-    "RoIAlign's bilinear gather slices 7-D tensors (builtin STRIDED_SLICE stops at 5-D). The "
-    "result needs the Flex delegate, which tf.lite.Interpreter of the TensorFlow wheel does not "
-    "link; export Mask R-CNN as a SavedModel (segzoo export --format saved_model)."
+    "TFLite export is for semantic models only. Mask R-CNN converts only with SELECT_TF_OPS, "
+    "whose Flex delegate tf.lite.Interpreter of the TensorFlow wheel does not link. RoIAlign and "
+    "the FPN level mapper have a builtin-only path (segzoo.blocks.roi_sampling.roi_export_mode: "
+    "float32, <= 5-D); what still needs Flex are StridedSlice ops with new_axis_mask "
+    "(`x[..., None]` on dynamic-shape tensors) in the detector's box ops (batched-NMS group "
+    "offsets), post-processing (valid-box masking, paste-back weights) and the final mask "
+    "threshold; export Mask R-CNN as a SavedModel (segzoo export --format saved_model)."
 )
 
 

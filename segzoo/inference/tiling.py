@@ -207,8 +207,12 @@ def detections_to_instances(out: dict, score_threshold: float = 0.0, offset=(0, 
     keep = np.flatnonzero(np.asarray(out["scores"]) >= score_threshold)
     extras = {k: np.asarray(out[k])[keep] for k in ("mask_scores", "keypoints", "keypoint_scores")
               if k in out}
+    if "masks" in out:
+        masks = np.asarray(out["masks"])[keep]
+    else:  # a model without a mask branch (keypoint_rcnn): empty masks, boxes and extras only
+        masks = np.zeros((len(keep), *tuple(image_size)), np.uint8)
     return Instances.from_masks(np.asarray(out["boxes"])[keep], np.asarray(out["scores"])[keep],
-                                np.asarray(out["classes"])[keep], np.asarray(out["masks"])[keep],
+                                np.asarray(out["classes"])[keep], masks,
                                 offset=offset, image_size=image_size, **extras)
 
 

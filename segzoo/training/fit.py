@@ -31,6 +31,7 @@ import time
 import keras
 import numpy as np
 
+from segzoo.data.service import distribute, input_shard, sharded_reading, without_auto_shard
 from segzoo.training.distribute import get_strategy, keras_multi_worker_fixes, worker_info
 from segzoo.training.optimizers import build_training_optimizer
 from segzoo.training.plot_callback import evaluation_plots_callback
@@ -76,7 +77,8 @@ def train(config, *, extra_callbacks=()) -> TrainResult:
             `optimizer`, `out`, `model_args` ({name: value}) or `model_arg`
             ([(name, value)]), `init_from`, `trainable_layers`, `strategy`,
             `precision` (float32 | bfloat16 | float16), `mixed_precision` (= float16),
-            `jit_compile`, `seed`, `time_limit` (minutes), `verbose`.
+            `jit_compile`, `data_service` (grpc://HOST:PORT), `seed`, `time_limit`
+            (minutes), `verbose`.
         extra_callbacks: more Keras callbacks (appended after segzoo's).
 
     Raises:
@@ -123,8 +125,14 @@ def train(config, *, extra_callbacks=()) -> TrainResult:
                 # Layers whose shapes differ (another class count) are skipped and reported.
                 load_weights_by_name(model, recipe.init_from, verbose=is_chief)
             task = _task(model, recipe)
-            train_ds = task.train_dataset(info, recipe.data, data_dir, recipe.train_split,
-                                          recipe.image_size, recipe.batch_size, seed)
+            shard = input_shard(strategy)  # each worker reads its own files
+            with sharded_reading(*(shard or (1, 0))):
+                train_ds = task.train_dataset(info, recipe.data, data_dir, recipe.train_split,
+                                              recipe.image_size, recipe.batch_size, seed)
+            if shard:
+                train_ds = without_auto_shard(train_ds)
+            if get("data_service"):  # preprocessing on the tf.data service's workers
+                train_ds = without_auto_shard(distribute(train_ds, get("data_service")))
             val_ds = None
             if recipe.val_split:
                 # One image per replica: batch 1 (original size) in one process; under
@@ -158,6 +166,7 @@ def train(config, *, extra_callbacks=()) -> TrainResult:
             "replicas": strategy.num_replicas_in_sync,
             "mixed_precision": precision == "float16", "precision": precision, "jit_compile": jit,
             "seed": seed, "steps_per_epoch": epoch_steps,
+            "data_service": get("data_service"), "input_shard": list(shard) if shard else None,
         }
         task_callbacks = []
         if val_ds is not None:

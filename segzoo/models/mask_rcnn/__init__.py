@@ -3,9 +3,8 @@
 Registered models (`builders.py`): mask_rcnn, ms_rcnn, keypoint_rcnn.
 """
 
-# anchors ... sampler: registers the serialisable parts the builders import lazily (a `.keras` loads
-# in a fresh process).
-from segzoo.models.mask_rcnn import anchors, box_head, mask_head, matcher, sampler  # noqa: F401
+# Registers the serialisable parts the builders import lazily, so a `.keras` loads in a fresh process.
+from segzoo.models.mask_rcnn import anchors, box_head, mask_head, matcher, sampler  # noqa: E402,F401
 from segzoo.models.mask_rcnn.builders import keypoint_rcnn, mask_rcnn, ms_rcnn  # noqa: F401
 from segzoo.models.mask_rcnn.keypoint_head import KeypointHead, KeypointPredictor  # noqa: F401
 from segzoo.models.mask_rcnn.keypoint_names import COCO_PERSON_KEYPOINT_NAMES, COCO_PERSON_SKELETON  # noqa: F401

@@ -66,9 +66,9 @@ class MaskRCNN(SegmentationModel, keras.Model):
     """
 
     task = "instance"
-    # Layers whose shapes depend on the class count (skipped when fine-tuning), as paths
-    # "parent/child": `load_weights_by_name` matches the composite `roi_heads` sublayer by sublayer.
-    class_dependent_layers = ("roi_heads/box_predictor", "roi_heads/mask_predictor", "roi_heads/maskiou_predictor")
+    # The top-level layer whose shapes depend on the class count. `load_weights_by_name` matches
+    # it sublayer by sublayer, so fine-tuning skips only its box / mask / MaskIoU predictors.
+    class_dependent_layers = ("roi_heads",)
     # Static shapes and XLA-kernel ops only (padded NMS, gather-based RoIAlign): inference and
     # the losses compile with jit_compile=True -- keypoint models excepted (set per instance).
     supports_jit = True
