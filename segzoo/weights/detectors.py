@@ -41,11 +41,11 @@ import re
 
 import numpy as np
 
+from segzoo.conventions import TORCHVISION_MEAN_RGB as IMAGENET_MEAN
+from segzoo.conventions import TORCHVISION_STD_RGB as IMAGENET_STD
 from segzoo.weights import torchvision as tv
 
 ARCHS = ("maskrcnn_resnet50_fpn", "keypointrcnn_resnet50_fpn")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 # torchvision.models.detection MaskRCNN_ResNet50_FPN_Weights.COCO_V1.meta["categories"].
 COCO_CATEGORIES = (
     "__background__", "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck",
@@ -153,7 +153,7 @@ def detector_layer_weights(model, state_dict, source="state dict", bn_eps=TORCHV
             arrays = [gamma, beta, mean, (var + np.float32(bn_eps) - np.float32(layer.epsilon))
                       .astype(np.float32)]
         pairs.append((layer, arrays))
-    for i, level in enumerate(model.fpn._levels):
+    for i in range(len(model.fpn.lateral_convs)):
         pairs.append((model.fpn.lateral_convs[i], _conv(state, f"backbone.fpn.inner_blocks.{i}.0")))
         pairs.append((model.fpn.output_convs[i], _conv(state, f"backbone.fpn.layer_blocks.{i}.0")))
     head = model.rpn.head

@@ -137,6 +137,20 @@ def test_get_with_file_and_a_corrupt_download(home, resnet_entry, tmp_path, caps
     assert not (home / "downloads" / item.file).exists()
 
 
+def test_imagenet_backbone_weights_for_resnet18_use_the_converted_torchvision_file(
+        home, resnet_entry, monkeypatch):
+    item, path, _, _ = resnet_entry
+    monkeypatch.setitem(catalogue.CATALOGUE, "resnet18_imagenet", dataclasses.replace(item, name="resnet18_imagenet"))
+    assert cli.main(["weights", "get", "resnet18_imagenet", "--file", path]) == 0
+    from segzoo.models.backbones.resnet import resnet_backbone
+
+    backbone = resnet_backbone(18, weights="imagenet", layout="torchvision")
+    np.testing.assert_array_equal(backbone.get_layer("conv1_bn").get_weights()[0],
+                                  synthetic.resnet_state_dict(18)["bn1.weight"])
+    with pytest.raises(ValueError, match="layout='torchvision'"):
+        resnet_backbone(18, weights="imagenet")  # keras layout: the torchvision tensors do not fit
+
+
 def test_checkpoint_name_resolves_to_the_converted_file(home, monkeypatch, capsys):
     """`--checkpoint NAME` loads the cached conversion (here a tiny U-Net stands in for it)."""
     import segzoo

@@ -56,6 +56,7 @@ def test_cli_converts_a_torchvision_resnet18_file(tmp_path):
         np.testing.assert_allclose(ours, reference[level], rtol=1e-4, atol=1e-4 * np.abs(reference[level]).max())
 
 
+@pytest.mark.slow  # ~15 s quiet, more on a shared machine; ResNet-18 above covers the default tier
 def test_resnet50_bottlenecks_match_torchvision():
     state = synthetic.resnet_state_dict(50)
     backbone, _ = convert_resnet("resnet50", state)

@@ -109,7 +109,8 @@ def load_resnet_weights(backbone, weights):
             shapes (the message lists them).
     """
     if weights == "imagenet" and (backbone.layout == "torchvision" or backbone.depth in (18, 34)):
-        from segzoo.weights.catalogue import imagenet_resnet_path  # torchvision's file, converted once
+        # torchvision's ImageNet file, converted once into the segzoo cache
+        from segzoo.weights.catalogue import imagenet_resnet_path
 
         weights = imagenet_resnet_path(backbone.depth, backbone.layout)
     if weights == "imagenet":
