@@ -18,8 +18,12 @@ CATALOGUE = {
     "fcn16s": ("semantic", "FCN-16s, VGG16 + pool4 skip, Long et al. 2015", 134815994),
     "fcn32s": ("semantic", "FCN-32s, VGG16, Long et al. 2015 (Caffe reference net)", 136152917),
     "fcn8s": ("semantic", "FCN-8s, VGG16 + pool4 and pool3 skips, Long et al. 2015", 134489759),
+    "keypoint_rcnn": ("instance", "Keypoint R-CNN, ResNet-FPN (torchvision's keypointrcnn): boxes + K keypoints "
+                      "per instance", 46135978),
     "mask_rcnn": ("instance", "Mask R-CNN, ResNet-FPN (He et al. 2017); instance segmentation",
                   30931879),
+    "ms_rcnn": ("instance", "Mask Scoring R-CNN (Huang et al. 2019): Mask R-CNN + MaskIoU head rescoring masks",
+                47194283),
     "unet": ("semantic", "U-Net, Ronneberger et al. 2015 (padding='valid' is the paper's net)",
              31031810),
 }

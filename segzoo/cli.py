@@ -9,6 +9,8 @@
     segzoo demo
     segzoo ablate mask_rcnn|fcn [--data shapes] [--minutes M] [--epochs N] [--studies ...]
                   [--seeds S] --out DIR
+    segzoo convert --from torchvision|caffe --arch NAME --weights FILE --out OUT
+    segzoo weights [list | get NAME [--file F]]
 
 This module only parses arguments; each subcommand's work lives in
 `segzoo.commands.<subcommand>.run(args) -> int`, imported when it is called so
@@ -135,6 +137,21 @@ def build_parser() -> argparse.ArgumentParser:
                     help="--quantize int8: calibrate on the first N images (default 64)")
     ex.add_argument("--data-dir", default=None, help="the --calibration-data directory")
     _precision_arg(ex, "SavedModel compute precision (float32 variables; uint8 in, same outputs)")
+
+    cv = sub.add_parser("convert", help="convert published torchvision / Caffe weights")
+    cv.add_argument("--from", dest="source", required=True, choices=["torchvision", "caffe"])
+    cv.add_argument("--arch", required=True,
+                    help="torchvision: resnet18/34/50/101, maskrcnn_resnet50_fpn, "
+                         "keypointrcnn_resnet50_fpn; caffe: fcn32s, fcn16s, fcn8s")
+    cv.add_argument("--weights", required=True, help="the published .pth / .caffemodel file")
+    cv.add_argument("--out", required=True, help=".keras (models) or .weights.h5 (ResNets)")
+
+    wt = sub.add_parser("weights", help="list / get published checkpoints ($SEGZOO_HOME cache)")
+    wt_sub = wt.add_subparsers(dest="action", metavar="ACTION")
+    wt_sub.add_parser("list", help="list the catalogue")
+    wt_get = wt_sub.add_parser("get", help="download (or take --file), verify, convert; print the path")
+    wt_get.add_argument("name", metavar="NAME")
+    wt_get.add_argument("--file", default=None, help="a copy of the published file")
 
     demo = sub.add_parser("demo", help="train, evaluate and predict on the built-in shapes set")
     demo.add_argument("--out", default="demo_out")

@@ -50,9 +50,41 @@ def semantic_overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.5) 
     return np.where((labels == 0)[..., None], image, blended).astype(np.uint8)
 
 
+def draw_keypoints(image: np.ndarray, keypoints, skeleton=(), colors=None,
+                   threshold: float = 0.0) -> np.ndarray:
+    """Draws keypoints (filled dots) and the skeleton's lines between them on a copy of `image`.
+
+    Args:
+        image: uint8 [H, W, 3] RGB.
+        keypoints: float [N, K, 3] (x, y, s) in image pixels; s is a score
+            (predictions) or COCO's visibility v (ground truth): a keypoint is
+            drawn where s > `threshold` (v = 0, unlabelled, is never drawn).
+        skeleton: pairs (i, j) of 0-based keypoint indices; a line is drawn
+            where both ends are drawn.
+        colors: uint8 [N, 3] one colour per instance (default: VOC palette 1..N).
+    """
+    out = np.asarray(image, dtype=np.uint8).copy()
+    keypoints = np.asarray(keypoints, np.float32).reshape(-1, *np.shape(keypoints)[-2:])
+    if keypoints.size == 0:
+        return out
+    colors = voc_palette(len(keypoints) + 1)[1:] if colors is None else np.asarray(colors)
+    radius = max(1, int(round(min(out.shape[:2]) / 128)))
+    for n, points in enumerate(keypoints):
+        color = tuple(int(c) for c in colors[n])
+        shown = points[:, 2] > threshold
+        xy = [(int(round(float(x))), int(round(float(y)))) for x, y in points[:, :2]]
+        for i, j in skeleton:
+            if shown[i] and shown[j]:
+                cv2.line(out, xy[i], xy[j], color, 1, cv2.LINE_AA)
+        for k in np.flatnonzero(shown):
+            cv2.circle(out, xy[k], radius + 1, (255, 255, 255), -1, cv2.LINE_AA)
+            cv2.circle(out, xy[k], radius, color, -1, cv2.LINE_AA)
+    return out
+
+
 def instance_overlay(image: np.ndarray, boxes, masks, classes, scores=None, class_names=None,
-                     alpha: float = 0.5) -> np.ndarray:
-    """Draws instance masks, boxes and "name score" labels over `image`.
+                     alpha: float = 0.5, keypoints=None, skeleton=()) -> np.ndarray:
+    """Draws instance masks, boxes and "name score" labels (and keypoints) over `image`.
 
     Args:
         image: uint8 [H, W, 3] RGB.
@@ -62,6 +94,8 @@ def instance_overlay(image: np.ndarray, boxes, masks, classes, scores=None, clas
         classes: int [N], ids into `class_names` (names[i] for class i).
         scores: optional float [N].
         class_names: optional list of names indexed by class id.
+        keypoints: optional float [N, K, 3] (x, y, score), drawn with `skeleton`
+            by `draw_keypoints` in each instance's colour.
 
     Lines and labels grow with the image (1 px and OpenCV font scale 0.35 up to
     a 400-pixel short side, in proportion above), so they stay legible when a
@@ -99,4 +133,6 @@ def instance_overlay(image: np.ndarray, boxes, masks, classes, scores=None, clas
         cv2.rectangle(out, (tx, ty - th - pad), (tx + tw + pad, ty), color, -1)
         cv2.putText(out, text, (tx + thickness, ty - thickness), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
                     (255, 255, 255), thickness, cv2.LINE_AA)
+    if keypoints is not None:
+        out = draw_keypoints(out, keypoints, skeleton, colors=colors)
     return out

@@ -17,5 +17,5 @@ from segzoo.blocks.roi import (  # noqa: E402,F401
     roi_pool,
     roi_warp,
 )
-from segzoo.blocks.roi_layers import MultiLevelRoIAlign, RoIAlign, RoIPool, RoIWarp  # noqa: E402,F401
+from segzoo.blocks.roi_layers import MultiLevelRoIPooler, RoIAlign, RoIPool, RoIWarp  # noqa: E402,F401
 from segzoo.blocks.upsample import BilinearInitializer, Upsample2D, bilinear_kernel  # noqa: E402,F401

@@ -4,7 +4,8 @@ Semantic checkpoints: FCN's pixel accuracy, mean accuracy, mean IoU and
 frequency-weighted IoU from one confusion matrix, each image segmented at its
 original resolution (batch 1, no resize), 255 ignored; a per-class IoU table
 with the checkpoint's class names. Instance checkpoints: COCO box / mask AP
-through `segzoo.evaluation.instance.InstanceEvaluator` (pycocotools).
+through `segzoo.evaluation.instance.InstanceEvaluator` (pycocotools), plus
+keypoint AP for keypoint models (their data is loaded with `keypoints=True`).
 `--json` prints one JSON object with the DESIGN.md keys. `--plots DIR` writes
 `segzoo.evaluation.plots`' figures; `--tta` / `--tile SIZE --overlap PX` segment
 through `segzoo.inference` (images larger than the tile are tiled). A progress
@@ -103,7 +104,8 @@ def run(args) -> int:
 
     model = load_checkpoint_at(args.checkpoint, getattr(args, "precision", None))
     task = model.task
-    load_kwargs = task_data_args(args.data, task)
+    load_kwargs = task_data_args(args.data, task,
+                                 keypoints=model.has_keypoints)
     info = segzoo.data.get_info(args.data, data_dir=args.data_dir, **load_kwargs)
     if info.task != model.task:
         raise ValueError(

@@ -27,6 +27,18 @@ JSON's height/width raises ValueError when it is read.
 Elements: {"image": uint8 [H, W, 3], "boxes": float32 [N, 4] xyxy pixels,
 "classes": int32 [N] 1..K, "masks": uint8 [N, H, W], "is_crowd": bool [N],
 "image_id": int64 (the COCO image id)}, in increasing image id.
+
+Keypoints (`load("coco", split, DIR, keypoints=True)`, what keypoint models
+train on): the annotations are read from `DIR/annotations/person_keypoints_
+{split}.json` instead (COCO's person file: segmentations as above plus
+`keypoints` per annotation). Any category with a `keypoints` list of names
+works: K is its length (COCO person: 17) and its `skeleton` (1-based pairs)
+becomes `DatasetInfo.skeleton` (0-based); categories with keypoint lists must
+all have the same list. Elements gain "keypoints": float32 [N, K, 3], the
+annotation's flat [x1, y1, v1, ...] list as (x, y, v) rows (x, y pixels as
+written, v = 0 unlabelled / 1 labelled hidden / 2 visible); annotations
+without keypoints (or of a category without a list) get zeros. Images without
+annotations stay negatives.
 """
 
 from __future__ import annotations
@@ -39,11 +51,14 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from segzoo.data import elements, validation
+from segzoo.data import elements, keypoints, validation
 from segzoo.data.registry import DatasetInfo, check_split, register_dataset
 
 # read_record's outputs, in its order: the instance element plus COCO's crowd flags.
 COCO_ELEMENT = {**elements.INSTANCE, "is_crowd": tf.TensorSpec([None], tf.bool)}
+
+
+_PREFIXES = {False: "instances", True: "person_keypoints"}
 
 
 def _require_dir(data_dir):
@@ -58,15 +73,13 @@ def _require_dir(data_dir):
     return data_dir
 
 
-def coco_splits(data_dir) -> tuple[str, ...]:
-    """Split names of the `annotations/instances_{split}.json` files in `data_dir`."""
+def coco_splits(data_dir, prefix="instances") -> tuple[str, ...]:
+    """Split names of the `annotations/{prefix}_{split}.json` files in `data_dir`
+    (`prefix` "instances", or "person_keypoints" for keypoints)."""
     files = os.listdir(os.path.join(_require_dir(data_dir), "annotations"))
+    start = f"{prefix}_"
     return tuple(
-        sorted(
-            f[len("instances_") : -5]
-            for f in files
-            if f.startswith("instances_") and f.endswith(".json")
-        )
+        sorted(f[len(start) : -5] for f in files if f.startswith(start) and f.endswith(".json"))
     )
 
 
@@ -90,22 +103,56 @@ def _categories(data, path):
     return tuple(ids), tuple(str(c.get("name", c["id"])) for c in categories)
 
 
+def keypoint_categories(data, path):
+    """(names tuple [K], skeleton tuple of 0-based pairs) of the categories with a
+    `keypoints` list (module doc).
+
+    Raises:
+        ValueError: no category has a keypoints list, or two lists differ.
+    """
+    lists = [c for c in data["categories"] if isinstance(c.get("keypoints"), list)]
+    if not lists or not lists[0]["keypoints"]:
+        raise ValueError(
+            f"coco: no category of {path!r} has a 'keypoints' list of names; expected a COCO "
+            "person_keypoints file (categories with 'keypoints' and 'skeleton')."
+        )
+    names = tuple(str(n) for n in lists[0]["keypoints"])
+    for category in lists[1:]:
+        if tuple(str(n) for n in category["keypoints"]) != names:
+            raise ValueError(
+                f"coco: categories {lists[0].get('id')} and {category.get('id')} of {path!r} "
+                f"have different keypoint lists; expected one list of names for all."
+            )
+    pairs = [(int(a) - 1, int(b) - 1) for a, b in lists[0].get("skeleton") or ()]
+    skeleton = keypoints.check_skeleton(pairs, len(names), f"coco: {path!r} (1-based)")
+    return names, skeleton
+
+
 @functools.lru_cache(maxsize=8)
-def _categories_of_file(path, _stamp):
-    return _categories(_read_json(path), path)
+def _categories_of_file(path, _stamp, with_keypoints=False):
+    data = _read_json(path)
+    ids, names = _categories(data, path)
+    return ids, names, (keypoint_categories(data, path) if with_keypoints else (None, ()))
 
 
-def coco_info(data_dir=None, **_):
-    """`DatasetInfo` with the categories of the smallest annotation file (module doc)."""
+def coco_info(data_dir=None, *, keypoints=False, **_):
+    """`DatasetInfo` with the categories of the smallest annotation file (module doc);
+    with `keypoints=True` of the person_keypoints files, with keypoint names and skeleton."""
     data_dir = _require_dir(data_dir)
-    splits = coco_splits(data_dir)
+    prefix = _PREFIXES[bool(keypoints)]
+    splits = coco_splits(data_dir, prefix)
     if not splits:
-        raise ValueError(f"coco: no annotations/instances_{{split}}.json files in {data_dir!r}.")
-    paths = [os.path.join(data_dir, "annotations", f"instances_{s}.json") for s in splits]
+        raise ValueError(f"coco: no annotations/{prefix}_{{split}}.json files in {data_dir!r}.")
+    paths = [os.path.join(data_dir, "annotations", f"{prefix}_{s}.json") for s in splits]
     path = min(paths, key=os.path.getsize)
     stat = os.stat(path)
-    ids, names = _categories_of_file(path, (stat.st_mtime_ns, stat.st_size))
-    return DatasetInfo("instance", len(ids), names, category_ids=ids, splits=splits)
+    ids, names, (keypoint_names, skeleton) = _categories_of_file(
+        path, (stat.st_mtime_ns, stat.st_size), bool(keypoints)
+    )
+    return DatasetInfo(
+        "instance", len(ids), names, category_ids=ids, splits=splits,
+        keypoint_names=keypoint_names, skeleton=skeleton,
+    )  # fmt: skip
 
 
 def _polygons(segmentation):
@@ -113,12 +160,32 @@ def _polygons(segmentation):
     return [p for p in segmentation if len(p) >= 6 and len(p) % 2 == 0]
 
 
-def index_annotations(data, path, image_dir, category_ids):
+def _keypoints(ann, path, num_keypoints):
+    """float32 [K, 3] (x, y, v) of an annotation's flat keypoint list (zeros if none)."""
+    values = ann.get("keypoints")
+    if not values:
+        return np.zeros((num_keypoints, 3), np.float32)
+    if len(values) != 3 * num_keypoints:
+        raise ValueError(
+            f"coco: annotation {ann.get('id')} in {path!r} has {len(values)} keypoint values; "
+            f"expected 3 x {num_keypoints} (x, y, v per keypoint of its category)."
+        )
+    points = np.asarray(values, np.float32).reshape(num_keypoints, 3)
+    if not np.isin(points[:, 2], (0, 1, 2)).all():
+        raise ValueError(
+            f"coco: annotation {ann.get('id')} in {path!r} has keypoint visibilities "
+            f"{sorted(set(points[:, 2].tolist()))}; expected 0, 1 or 2."
+        )
+    return points
+
+
+def index_annotations(data, path, image_dir, category_ids, num_keypoints=None):
     """Per-image records from a parsed COCO JSON (checks and repairs of the module doc).
 
     Returns:
         list (sorted by image id) of dicts: id, file, height, width, and the
-        image's annotations (box xyxy, label 1..K, crowd flag, segmentation).
+        image's annotations (box xyxy, label 1..K, crowd flag, segmentation,
+        and with `num_keypoints` K the keypoints float32 [K, 3]).
     """
     label_of = {cid: k + 1 for k, cid in enumerate(category_ids)}
     images = {}
@@ -172,14 +239,15 @@ def index_annotations(data, path, image_dir, category_ids):
         else:
             empty += 1
             continue
-        image["annotations"].append(
-            {
-                "box": box,
-                "label": label,
-                "crowd": bool(ann.get("iscrowd", 0)),
-                "segmentation": segmentation,
-            }
-        )
+        record = {
+            "box": box,
+            "label": label,
+            "crowd": bool(ann.get("iscrowd", 0)),
+            "segmentation": segmentation,
+        }
+        if num_keypoints is not None:
+            record["keypoints"] = _keypoints(ann, path, num_keypoints)
+        image["annotations"].append(record)
     if clipped or degenerate or empty:
         warnings.warn(
             f"coco: {path}: clipped {clipped} box(es) to their image; skipped {degenerate} "
@@ -206,8 +274,9 @@ def decode_masks(annotations, height, width) -> np.ndarray:
     return masks
 
 
-def read_record(record):
-    """(image, boxes, classes, masks, is_crowd) numpy arrays of one image record."""
+def read_record(record, num_keypoints=None):
+    """(image, boxes, classes, masks, is_crowd[, keypoints [N, K, 3]]) numpy arrays of one
+    image record (keypoints with `num_keypoints` K)."""
     image = validation.read_image(record["file"])
     if image.shape[:2] != (record["height"], record["width"]):
         raise ValueError(
@@ -218,15 +287,20 @@ def read_record(record):
     boxes = np.asarray([a["box"] for a in anns], np.float32).reshape(-1, 4)
     classes = np.asarray([a["label"] for a in anns], np.int32)
     crowd = np.asarray([a["crowd"] for a in anns], bool)
-    return image, boxes, classes, decode_masks(anns, *image.shape[:2]), crowd
+    outputs = (image, boxes, classes, decode_masks(anns, *image.shape[:2]), crowd)
+    if num_keypoints is None:
+        return outputs
+    points = np.asarray([a["keypoints"] for a in anns], np.float32)
+    return (*outputs, points.reshape(len(anns), num_keypoints, 3))
 
 
-def load_coco(split, data_dir=None, **_):
-    """One split of a COCO-layout dataset (module doc)."""
-    info = coco_info(data_dir)
+def load_coco(split, data_dir=None, *, keypoints=False, **_):
+    """One split of a COCO-layout dataset (module doc); `keypoints=True` reads the
+    person_keypoints files and adds "keypoints" to the elements."""
+    info = coco_info(data_dir, keypoints=keypoints)
     check_split("coco", split, info.splits)
     data_dir = _require_dir(data_dir)
-    path = os.path.join(data_dir, "annotations", f"instances_{split}.json")
+    path = os.path.join(data_dir, "annotations", f"{_PREFIXES[bool(keypoints)]}_{split}.json")
     data = _read_json(path)
     ids, _ = _categories(data, path)
     if ids != info.category_ids:
@@ -234,8 +308,17 @@ def load_coco(split, data_dir=None, **_):
             f"coco: the categories of {path!r} ({list(ids)}) differ from the other splits' "
             f"({list(info.category_ids)}); expected the same categories in every split."
         )
+    num_keypoints = None
+    if keypoints:
+        names, _ = keypoint_categories(data, path)
+        if names != info.keypoint_names:
+            raise ValueError(
+                f"coco: the keypoints of {path!r} ({list(names)}) differ from the other "
+                f"splits' ({list(info.keypoint_names)}); expected the same in every split."
+            )
+        num_keypoints = len(names)
     image_dir = os.path.join(data_dir, split)
-    records = index_annotations(data, path, image_dir, ids)
+    records = index_annotations(data, path, image_dir, ids, num_keypoints)
     del data
     if not records:
         raise ValueError(f"coco: {path!r} lists no images; expected a non-empty split.")
@@ -247,15 +330,17 @@ def load_coco(split, data_dir=None, **_):
         )
 
     def read(index):
-        return read_record(records[int(index)])
+        return read_record(records[int(index)], num_keypoints)
 
     image_ids = np.asarray([r["id"] for r in records], np.int64)
-    return elements.numpy_dataset(read, image_ids, COCO_ELEMENT)
+    spec = COCO_ELEMENT if num_keypoints is None else elements.with_keypoints(COCO_ELEMENT, num_keypoints)
+    return elements.numpy_dataset(read, image_ids, spec)
 
 
 register_dataset(
     "coco",
     loader=load_coco,
     info=coco_info,
-    description="COCO-format instances: DIR/annotations/instances_{split}.json + DIR/{split}/",
+    description="COCO-format instances: DIR/annotations/instances_{split}.json + DIR/{split}/ "
+    "(keypoints=True: person_keypoints_{split}.json)",
 )

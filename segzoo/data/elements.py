@@ -27,6 +27,13 @@ INSTANCE = {
 }
 
 
+
+
+def with_keypoints(spec: dict, num_keypoints: int) -> dict:
+    """`spec` plus "keypoints": float32 [N, K, 3] (x, y pixels, v 0/1/2), K = `num_keypoints`."""
+    return {**spec, "keypoints": tf.TensorSpec([None, int(num_keypoints), 3], tf.float32)}
+
+
 def numpy_element(fn, index, spec) -> dict:
     """`fn(index)` (numpy, returning one array per entry of `spec`, in its order) as a dict
     of tensors with `spec`'s dtypes and static shapes; for use inside `Dataset.map`."""

@@ -253,6 +253,7 @@ def instance_train_pipeline(
     seed=None,
     shuffle_buffer=256,
     drop_remainder=False,
+    keypoint_flip_indices=None,
 ):
     """Resize, pad and batch an instance dataset for Mask R-CNN training.
 
@@ -264,6 +265,12 @@ def instance_train_pipeline(
     `instance_pad_size(image_size, max_size)`), and pad the instances to
     `max_instances` rows (class 0 = padding; beyond max_instances the first ones
     are kept). Images with no instances are kept (all rows padding).
+
+    Keypoints (elements with "keypoints" float32 [N, K, 3], x, y pixels and
+    v): x, y are scaled as the boxes; a flip mirrors x' = w - x (torchvision's
+    reference transform) and permutes the keypoints by `keypoint_flip_indices`
+    (left_* <-> right_*, `segzoo.data.keypoints.flip_indices`); x, y are zeroed
+    where v = 0 and padding rows are all zero.
 
     Args:
         ds: unbatched instance dataset (see `segzoo.data.load`).
@@ -279,16 +286,35 @@ def instance_train_pipeline(
         seed: int for reproducible shuffling and flips, None for random.
         shuffle_buffer: shuffle buffer size (0 disables shuffling).
         drop_remainder: drop the last partial batch.
+        keypoint_flip_indices: K ints, the flip permutation of the keypoints;
+            required when elements have keypoints and `flip` is True.
 
     Returns:
         dataset of (images float32 [B, P, P, 3] in [0, 255], targets) with targets
         {"boxes": float32 [B, M, 4] xyxy resized-image pixels, "classes": int32
-        [B, M] (0 = padding), "masks": uint8 [B, M, P, P]}.
+        [B, M] (0 = padding), "masks": uint8 [B, M, P, P]} and, for elements with
+        keypoints, "keypoints": float32 [B, M, K, 3] (x, y resized-image pixels, v).
     """
     pad = int(pad_size) if pad_size is not None else instance_pad_size(image_size, max_size)
     if pad % 32:
         raise ValueError(f"pad_size must be a multiple of 32, got {pad_size!r}")
     max_instances = int(max_instances)
+    has_keypoints = "keypoints" in ds.element_spec
+    flip_order = None
+    if has_keypoints:
+        num_keypoints = ds.element_spec["keypoints"].shape[1]
+        if flip:
+            if keypoint_flip_indices is None:
+                raise ValueError(
+                    "the dataset has keypoints: flipping needs keypoint_flip_indices "
+                    "(segzoo.data.keypoints.flip_indices(info.keypoint_names)) or flip=False"
+                )
+            flip_order = [int(i) for i in keypoint_flip_indices]
+            if sorted(flip_order) != list(range(num_keypoints)):
+                raise ValueError(
+                    f"keypoint_flip_indices must be a permutation of 0..{num_keypoints - 1}, "
+                    f"got {flip_order}"
+                )
 
     def prepare(element, seed2):
         image = tf.cast(element["image"], tf.float32)
@@ -296,10 +322,13 @@ def instance_train_pipeline(
         classes = tf.cast(element["classes"], tf.int32)
         masks = element["masks"]
         is_crowd = tf.cast(element["is_crowd"], tf.bool)
+        points = tf.cast(element["keypoints"], tf.float32) if has_keypoints else None
         if drop_crowd:
             keep = tf.logical_not(is_crowd)
             boxes, classes = tf.boolean_mask(boxes, keep), tf.boolean_mask(classes, keep)
             masks, is_crowd = tf.boolean_mask(masks, keep), tf.boolean_mask(is_crowd, keep)
+            if has_keypoints:
+                points = tf.boolean_mask(points, keep)
         height = tf.cast(tf.shape(image)[0], tf.float32)
         width = tf.cast(tf.shape(image)[1], tf.float32)
         short, long = tf.minimum(height, width), tf.maximum(height, width)
@@ -310,6 +339,8 @@ def instance_train_pipeline(
         sx = tf.cast(new_w, tf.float32) / width
         sy = tf.cast(new_h, tf.float32) / height
         boxes = boxes * tf.stack([sx, sy, sx, sy])
+        if has_keypoints:
+            points = points * tf.stack([sx, sy, 1.0])
         n = tf.shape(masks)[0]
         resized = tf.image.resize(
             tf.cast(masks, tf.float32)[..., None], [new_h, new_w], method="bilinear"
@@ -323,6 +354,10 @@ def instance_train_pipeline(
             image = tf.cond(do_flip, lambda: image[:, ::-1], lambda: image)
             masks = tf.cond(do_flip, lambda: masks[:, :, ::-1], lambda: masks)
             boxes = tf.cond(do_flip, lambda: flipped, lambda: boxes)
+            if has_keypoints:
+                mirrored = tf.gather(points, flip_order, axis=1)
+                mirrored = tf.concat([w - mirrored[..., :1], mirrored[..., 1:]], axis=-1)
+                points = tf.cond(do_flip, lambda: mirrored, lambda: points)
         image = tf.pad(image, [[0, pad - new_h], [0, pad - new_w], [0, 0]])
         masks = masks[:max_instances]
         kept = tf.shape(masks)[0]
@@ -338,6 +373,10 @@ def instance_train_pipeline(
         if not drop_crowd:
             crowd = tf.pad(is_crowd[:max_instances], [[0, rows]], constant_values=False)
             targets["is_crowd"] = tf.ensure_shape(crowd, [max_instances])
+        if has_keypoints:
+            points = points * tf.cast(points[..., 2:] > 0, tf.float32)
+            points = tf.pad(points[:max_instances], [[0, rows], [0, 0], [0, 0]])
+            targets["keypoints"] = tf.ensure_shape(points, [max_instances, num_keypoints, 3])
         return tf.ensure_shape(image, [pad, pad, 3]), targets
 
     if shuffle_buffer:

@@ -32,6 +32,9 @@ class DatasetInfo:
             ids are not contiguous); None for semantic datasets.
         ignore_label: label value excluded from losses and metrics (255).
         splits: the split names `load` accepts.
+        keypoint_names: instance datasets loaded with keypoints: the K keypoint
+            names (elements carry "keypoints" float32 [N, K, 3]); None otherwise.
+        skeleton: pairs (i, j) of 0-based keypoint indices joined when drawing.
     """
 
     task: str
@@ -40,6 +43,8 @@ class DatasetInfo:
     category_ids: tuple | None = None
     ignore_label: int = IGNORE_LABEL
     splits: tuple = ()
+    keypoint_names: tuple | None = None
+    skeleton: tuple = ()
 
     def __post_init__(self):
         if self.task not in ("semantic", "instance"):
@@ -55,6 +60,12 @@ class DatasetInfo:
         object.__setattr__(self, "splits", tuple(self.splits))
         if self.category_ids is not None:
             object.__setattr__(self, "category_ids", tuple(int(c) for c in self.category_ids))
+        if self.keypoint_names is not None:
+            from segzoo.data.keypoints import check_skeleton
+
+            names = tuple(str(n) for n in self.keypoint_names)
+            object.__setattr__(self, "keypoint_names", names)
+            object.__setattr__(self, "skeleton", check_skeleton(self.skeleton, len(names)))
 
 
 @dataclasses.dataclass(frozen=True)

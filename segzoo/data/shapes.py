@@ -18,10 +18,19 @@ included), 3 triangle.
     load("shapes", "train")                    # semantic: image, mask, image_id
     load("shapes", "val", task="instance")     # image, boxes, classes, masks, ...
 
+Keypoints (`task="instance", keypoints=True`, the built-in data of
+Keypoint R-CNN): every shape has K = 4 keypoints, its extreme points
+("top", "left", "right", "bottom", as ExtremeNet's) of the shape as drawn
+(before occlusion, inside the image). Where the extreme is a run of pixels
+(a rectangle's edge, a circle's flat top) the point is the run's middle.
+Coordinates are pixel centres (column + 0.5, row + 0.5), continuous
+coordinates like the boxes; v = 2 where the point's pixel is visible, 1 where
+a later shape hides it. A horizontal flip swaps "left" and "right".
+
 Semantic view: num_classes 4 (background included); instance view: K = 3.
 Options: `seed=0`, `num_images` (default train 512, val 64, test 64),
 `image_size=128` (an int, or a `(min, max)` range: height and width are
-drawn independently in it), `max_objects=4`, `cache=True` (keep generated
+drawn independently in it), `max_objects=4`, `keypoints=False`, `cache=True` (keep generated
 images in memory, per `load` call, when they fit in 1 GiB: later epochs only
 pay for augmentation).
 """
@@ -36,6 +45,8 @@ from segzoo.data import elements
 from segzoo.data.registry import DatasetInfo, check_split, register_dataset
 
 CLASS_NAMES = ("background", "circle", "rectangle", "triangle")
+KEYPOINT_NAMES = ("top", "left", "right", "bottom")
+SKELETON = ((0, 1), (1, 3), (3, 2), (2, 0))  # the diamond top-left-bottom-right
 SPLITS = ("train", "val", "test")
 _SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 _DEFAULT_NUM_IMAGES = {"train": 512, "val": 64, "test": 64}
@@ -83,18 +94,32 @@ def _shape_mask(rng, cls, height, width):
     return mask.astype(bool)
 
 
-def render(rng: np.random.Generator, image_size=128, max_objects: int = 4):
+def extreme_points(mask: np.ndarray) -> np.ndarray:
+    """float32 [4, 2] (x, y) pixel centres of the top, left, right, bottom extremes of a
+    non-empty bool mask [H, W]; a run of extreme pixels gives its mean position."""
+    ys, xs = np.nonzero(mask)
+    points = []
+    for coords, other, pick in ((ys, xs, ys.min()), (xs, ys, xs.min()),
+                                (xs, ys, xs.max()), (ys, xs, ys.max())):  # fmt: skip
+        run = other[coords == pick].mean()
+        points.append((run, pick) if coords is ys else (pick, run))
+    return np.asarray(points, np.float32) + np.float32(0.5)
+
+
+def render(rng: np.random.Generator, image_size=128, max_objects: int = 4, keypoints=False):
     """Draw one image.
 
     Returns:
         image uint8 [H, W, 3]; instance_map int32 [H, W] (0 = background,
         i = visible pixels of the i-th kept shape, 1-based); classes int32 [N]
-        (1 circle, 2 rectangle, 3 triangle), N may be 0.
+        (1 circle, 2 rectangle, 3 triangle), N may be 0; with `keypoints`, also
+        float32 [N, 4, 3] (x, y, v) extreme points (module doc). The random
+        draws are the same either way.
     """
     height, width = _image_hw(rng, image_size)
     image, bg_mean = _background(rng, height, width)
     instance_map = np.zeros((height, width), np.int32)
-    classes, full_areas = [], []
+    classes, full_areas, shapes = [], [], []
     num = 0 if rng.random() < _NEGATIVE_FRACTION else int(rng.integers(1, max_objects + 1))
     for _ in range(num):
         cls = int(rng.integers(1, 4))
@@ -117,6 +142,7 @@ def render(rng: np.random.Generator, image_size=128, max_objects: int = 4):
         image[shape] = colour.astype(np.float32)
         classes.append(cls)
         full_areas.append(area)
+        shapes.append(shape)
         instance_map[shape] = len(classes)
     amplitude = int(rng.integers(6, 25))
     image += rng.integers(-amplitude, amplitude + 1, size=image.shape, dtype=np.int16)
@@ -127,7 +153,16 @@ def render(rng: np.random.Generator, image_size=128, max_objects: int = 4):
     remap[1:][present] = np.arange(1, int(present.sum()) + 1)
     instance_map = remap[instance_map]
     classes = np.asarray(classes, np.int32)[present]
-    return image, instance_map, classes
+    if not keypoints:
+        return image, instance_map, classes
+    points = np.zeros((len(classes), len(KEYPOINT_NAMES), 3), np.float32)
+    kept = [shape for shape, p in zip(shapes, present, strict=True) if p]
+    for i, shape in enumerate(kept):
+        xy = extreme_points(shape)
+        cols, rows = xy[:, 0].astype(np.int64), xy[:, 1].astype(np.int64)
+        points[i, :, :2] = xy
+        points[i, :, 2] = np.where(instance_map[rows, cols] == i + 1, 2.0, 1.0)
+    return image, instance_map, classes, points
 
 
 def instance_targets(instance_map: np.ndarray, classes: np.ndarray):
@@ -174,11 +209,14 @@ def load_shapes(
     num_images=None,
     image_size=128,
     max_objects=4,
+    keypoints=False,
     cache=True,
 ):
     """The shapes split as a `tf.data.Dataset` (module doc); `data_dir` is unused."""
     if task not in ("semantic", "instance"):
         raise ValueError(f"shapes: task must be 'semantic' or 'instance', got {task!r}")
+    if keypoints and task != "instance":
+        raise ValueError("shapes: keypoints=True needs task='instance' (keypoints are per instance)")
     num_images, image_size = _options(split, seed, num_images, image_size, max_objects)
     code = _SPLIT_CODES[split]
     side = image_size if isinstance(image_size, int) else image_size[1]
@@ -190,13 +228,13 @@ def load_shapes(
         if memo is not None and index in memo:
             return memo[index]
         rng = np.random.default_rng([int(seed), code, index])
-        image, instance_map, classes = render(rng, image_size, max_objects)
+        image, instance_map, classes, *points = render(rng, image_size, max_objects, keypoints)
         if task == "semantic":
             lut = np.concatenate([[0], classes]).astype(np.uint8)
             result = image, lut[instance_map]
         else:
             boxes, masks = instance_targets(instance_map, classes)
-            result = image, boxes, classes, masks
+            result = image, boxes, classes, masks, *points
         if memo is not None:
             memo[index] = result
         return result
@@ -207,8 +245,12 @@ def load_shapes(
         )
         return {**elements.numpy_element(generate, index, elements.SEMANTIC), "image_id": image_id}
 
+    spec = elements.INSTANCE
+    if keypoints:
+        spec = elements.with_keypoints(spec, len(KEYPOINT_NAMES))
+
     def instance(index):
-        element = elements.numpy_element(generate, index, elements.INSTANCE)
+        element = elements.numpy_element(generate, index, spec)
         is_crowd = tf.zeros_like(element["classes"], dtype=tf.bool)
         return {**element, "is_crowd": is_crowd, "image_id": index}
 
@@ -217,12 +259,18 @@ def load_shapes(
     return ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
-def shapes_info(data_dir=None, *, task="semantic", **_):
-    """`DatasetInfo` of the semantic (4 classes) or instance (3 classes) view."""
+def shapes_info(data_dir=None, *, task="semantic", keypoints=False, **_):
+    """`DatasetInfo` of the semantic (4 classes) or instance (3 classes, optionally with
+    4 keypoints) view."""
     if task == "semantic":
+        if keypoints:
+            raise ValueError("shapes: keypoints=True needs task='instance'")
         return DatasetInfo("semantic", 4, CLASS_NAMES, splits=SPLITS)
     if task == "instance":
-        return DatasetInfo("instance", 3, CLASS_NAMES[1:], category_ids=(1, 2, 3), splits=SPLITS)
+        extra = {"keypoint_names": KEYPOINT_NAMES, "skeleton": SKELETON} if keypoints else {}
+        return DatasetInfo(
+            "instance", 3, CLASS_NAMES[1:], category_ids=(1, 2, 3), splits=SPLITS, **extra
+        )
     raise ValueError(f"shapes: task must be 'semantic' or 'instance', got {task!r}")
 
 

@@ -16,6 +16,16 @@ no bbox so pycocotools derives area and box from the mask, as detectron2
 does). Contiguous class ids 1..K are mapped through `category_ids` so results
 carry the dataset's original (possibly non-contiguous) category ids.
 
+Keypoints (`iou_types` with "keypoints"): ground truth and detections carry
+"keypoints" [N, K, 3]; COCOeval(..., "keypoints") matches by OKS with the
+sigmas of `segzoo.evaluation.keypoints` (COCO's for K = 17, a documented
+default otherwise). Ground truth with no labelled keypoint is ignored, as in
+COCO. A keypoint detection's score is its box score.
+
+Mask scoring (MS R-CNN): detections with "mask_scores" [N] rank their masks
+by them in the "segm" evaluation, while "bbox" (and "keypoints") keep the box
+scores, as the MS R-CNN reference evaluates.
+
 Metric values are in 0..1. Where COCOeval reports -1 ("no ground truth in this
 area range / for this class"), `compute()` returns `nan` (as detectron2 does):
 it is not a score of zero and must not be averaged as one.
@@ -34,9 +44,12 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-IOU_TYPES = {"bbox": "box", "segm": "mask"}
-# COCOeval.stats indices of the values reported, by suffix.
+from segzoo.evaluation.keypoints import coco_keypoints, keypoint_sigmas
+
+IOU_TYPES = {"bbox": "box", "segm": "mask", "keypoints": "keypoint"}
+# COCOeval.stats indices of the values reported, by suffix (keypoints: no small range).
 _STAT_INDEX = {"ap": 0, "ap50": 1, "ap75": 2, "ap_small": 3, "ap_medium": 4, "ap_large": 5}
+_KEYPOINT_STAT_INDEX = {"ap": 0, "ap50": 1, "ap75": 2, "ap_medium": 3, "ap_large": 4}
 
 
 def encode_masks(masks) -> list[dict]:
@@ -83,14 +96,20 @@ class InstanceEvaluator:
             `model.foreground_class_names`), or with `category_ids` a model's
             `class_names` (K + 1, background at index 0). Only used for labels
             in `table()` and `per_class_*` results.
-        iou_types: which COCOeval runs: "bbox" and/or "segm".
+        iou_types: which COCOeval runs: "bbox", "segm" and/or "keypoints".
+        keypoint_sigmas: K OKS sigmas; None: `segzoo.evaluation.keypoints`'s
+            choice for the K of the first keypoints added.
     """
 
-    def __init__(self, category_ids=None, class_names=None, iou_types=("bbox", "segm")):
+    def __init__(self, category_ids=None, class_names=None, iou_types=("bbox", "segm"),
+                 keypoint_sigmas=None):
         for iou_type in iou_types:
             if iou_type not in IOU_TYPES:
-                raise ValueError(f"iou_types: unknown {iou_type!r}; expected 'bbox' and/or 'segm'")
+                raise ValueError(f"iou_types: unknown {iou_type!r}; expected some of "
+                                 f"{', '.join(map(repr, IOU_TYPES))}")
         self.iou_types = tuple(iou_types)
+        self.keypoint_sigmas = keypoint_sigmas
+        self._num_keypoints = None
         self.category_ids = None if category_ids is None else [int(c) for c in category_ids]
         if self.category_ids is not None and len(set(self.category_ids)) != len(self.category_ids):
             raise ValueError(f"category_ids must be distinct, got {self.category_ids}")
@@ -115,7 +134,8 @@ class InstanceEvaluator:
         return names
 
     @classmethod
-    def from_coco_json(cls, path, category_ids=None, class_names=None, iou_types=("bbox", "segm")):
+    def from_coco_json(cls, path, category_ids=None, class_names=None, iou_types=("bbox", "segm"),
+                       keypoint_sigmas=None):
         """Evaluates against an existing COCO annotation file (crowd regions included).
 
         `add(image_id, None, detections)` then takes the file's image ids;
@@ -132,7 +152,7 @@ class InstanceEvaluator:
             category_ids = [c["id"] for c in categories]
             if class_names is None:
                 class_names = [c["name"] for c in categories]
-        evaluator = cls(category_ids, class_names, iou_types)
+        evaluator = cls(category_ids, class_names, iou_types, keypoint_sigmas)
         evaluator._coco_gt = coco_gt
         return evaluator
 
@@ -140,7 +160,7 @@ class InstanceEvaluator:
         """Forgets every image added so far."""
         self._images = []
         self._gt_annotations = []
-        self._detections = {"bbox": [], "segm": []}
+        self._detections = {iou_type: [] for iou_type in IOU_TYPES}
         self._image_ids = set()
         self._seen_classes = set()
         self._results = None
@@ -163,12 +183,15 @@ class InstanceEvaluator:
             gt: dict of numpy arrays for one image, at its original size:
                 "boxes" float32 [M, 4] xyxy pixels, "classes" int32 [M] (1..K;
                 rows with 0 are padding and skipped), "masks" uint8 [M, H, W],
-                optional "is_crowd" bool [M]. M may be 0. Ignored (may be None)
-                with `from_coco_json`.
+                optional "is_crowd" bool [M]; for keypoints "keypoints" float32
+                [M, K, 3] (x, y, v). M may be 0. Ignored (may be None) with
+                `from_coco_json`.
             detections: dict of numpy arrays, already truncated to the valid
                 detections: "boxes" float32 [N, 4] xyxy pixels of the same image,
                 "scores" float32 [N], "classes" int32 [N] (1..K), "masks" uint8
-                [N, H, W] pasted into the image. N may be 0.
+                [N, H, W] pasted into the image, optional "mask_scores" [N]
+                (segm ranking), for keypoints "keypoints" [N, K, 3] (x, y,
+                score). N may be 0.
             image_size: (H, W); needed only when neither gt nor detections has masks.
         """
         image_id = int(image_id)
@@ -206,6 +229,9 @@ class InstanceEvaluator:
         if not (len(boxes) == len(classes) == len(crowd)):
             raise ValueError(f"image {image_id}: gt boxes/classes/is_crowd lengths differ")
         keep = classes > 0
+        points = None
+        if "keypoints" in self.iou_types:
+            points = self._keypoint_array(gt.get("keypoints"), len(classes), image_id, "gt")
         rles = encode_masks(np.asarray(masks)[keep]) if masks is not None else None
         areas = (np.asarray(masks)[keep] != 0).sum(axis=(1, 2)) if masks is not None else None
         for j, i in enumerate(np.flatnonzero(keep)):
@@ -221,8 +247,27 @@ class InstanceEvaluator:
                 annotation["area"] = float(areas[j])
             else:
                 annotation["area"] = float(boxes[i, 2] * boxes[i, 3])
+            if points is not None:
+                annotation["keypoints"] = coco_keypoints(points[i])
+                annotation["num_keypoints"] = int(np.count_nonzero(points[i, :, 2] > 0))
             self._gt_annotations.append(annotation)
             self._seen_classes.add(int(classes[i]))
+
+    def _keypoint_array(self, points, count, image_id, what):
+        """float64 [count, K, 3] keypoints, K the same for every image."""
+        if points is None:
+            raise ValueError(f"image {image_id}: {what} needs 'keypoints' [N, K, 3] for "
+                             "keypoint evaluation")
+        points = np.asarray(points, np.float64)
+        if points.ndim != 3 or points.shape[0] != count or points.shape[2] != 3:
+            raise ValueError(f"image {image_id}: {what} keypoints have shape {points.shape}, "
+                             f"expected [{count}, K, 3]")
+        if self._num_keypoints is None:
+            self._num_keypoints = points.shape[1]
+        elif points.shape[1] != self._num_keypoints:
+            raise ValueError(f"image {image_id}: {what} has {points.shape[1]} keypoints, earlier "
+                             f"images {self._num_keypoints}")
+        return points
 
     def _add_detections(self, image_id, detections, size):
         if detections is None:
@@ -232,6 +277,15 @@ class InstanceEvaluator:
         boxes = xyxy_to_xywh(detections["boxes"])
         if not (len(boxes) == len(classes) == len(scores)):
             raise ValueError(f"image {image_id}: detection boxes/scores/classes lengths differ")
+        mask_scores = detections.get("mask_scores")
+        mask_scores = scores if mask_scores is None else (
+            np.asarray(mask_scores, np.float64).reshape(-1))
+        if len(mask_scores) != len(scores):
+            raise ValueError(f"image {image_id}: detection mask_scores/scores lengths differ")
+        points = None
+        if "keypoints" in self.iou_types:
+            points = self._keypoint_array(detections.get("keypoints"), len(classes), image_id,
+                                          "detections")
         keep = np.flatnonzero(classes > 0)
         rles = None
         if "segm" in self.iou_types:
@@ -255,7 +309,11 @@ class InstanceEvaluator:
             if rles is not None:
                 self._detections["segm"].append(
                     {"image_id": image_id, "category_id": category,
-                     "segmentation": rles[j], "score": score})
+                     "segmentation": rles[j], "score": float(mask_scores[i])})
+            if points is not None:
+                self._detections["keypoints"].append(
+                    {"image_id": image_id, "category_id": category,
+                     "keypoints": coco_keypoints(points[i]), "score": score})
 
     # === Evaluation ===
     def _ground_truth(self) -> COCO:
@@ -291,7 +349,9 @@ class InstanceEvaluator:
 
         Keys: for prefix in (box, mask): `{prefix}_ap`, `_ap50`, `_ap75`,
         `_ap_small`, `_ap_medium`, `_ap_large` (COCO area ranges, pixels^2:
-        < 32^2, 32^2..96^2, > 96^2), and `per_class_{prefix}_ap`: {name: AP}.
+        < 32^2, 32^2..96^2, > 96^2), and `per_class_{prefix}_ap`: {name: AP};
+        keypoints: `keypoint_ap`, `_ap50`, `_ap75`, `_ap_medium`, `_ap_large`
+        (COCO has no small range for keypoints) and `per_class_keypoint_ap`.
         """
         if not self._image_ids:
             raise ValueError("InstanceEvaluator.compute(): no images were added")
@@ -305,6 +365,8 @@ class InstanceEvaluator:
             coco_dt = self._load_results(coco_gt, self._detections[iou_type])
             evaluator = COCOeval(coco_gt, coco_dt, iou_type)
             evaluator.params.imgIds = image_ids
+            if iou_type == "keypoints":
+                evaluator.params.kpt_oks_sigmas = self._sigmas(coco_gt)
             text = io.StringIO()
             with contextlib.redirect_stdout(text):
                 evaluator.evaluate()
@@ -312,11 +374,22 @@ class InstanceEvaluator:
                 evaluator.summarize()
             self._summaries[iou_type] = text.getvalue()
             self.coco_evals[prefix] = evaluator
-            for suffix, index in _STAT_INDEX.items():
+            stat_index = _KEYPOINT_STAT_INDEX if iou_type == "keypoints" else _STAT_INDEX
+            for suffix, index in stat_index.items():
                 results[f"{prefix}_{suffix}"] = _nan_if_missing(evaluator.stats[index])
             results[f"per_class_{prefix}_ap"] = self._per_class_ap(evaluator)
         self._results = results
         return dict(results)
+
+    def _sigmas(self, coco_gt: COCO) -> np.ndarray:
+        num = self._num_keypoints
+        if num is None:  # from_coco_json and no detection keypoints: K from the file
+            lengths = [len(a["keypoints"]) // 3 for a in coco_gt.dataset["annotations"]
+                       if a.get("keypoints")]
+            if not lengths:
+                raise ValueError("keypoint evaluation: no ground truth has keypoints")
+            num = lengths[0]
+        return keypoint_sigmas(num, self.keypoint_sigmas)
 
     def _per_class_ap(self, evaluator: COCOeval) -> dict:
         # precision: [T iou thresholds, R recall points, K categories, A areas, M max dets]
@@ -336,26 +409,28 @@ class InstanceEvaluator:
         return per_class
 
     def table(self) -> str:
-        """A text table: box and mask AP, AP50, AP75, APs, APm, APl, and per class AP."""
+        """A text table: box, mask (and keypoint) AP, AP50, AP75, APs, APm, APl, and per class AP."""
         results = self._results if self._results is not None else self.compute()
 
         def fmt(value):
             return "    -" if value is None or math.isnan(value) else f"{value:5.3f}"
 
-        lines = [f"{'':6} {'AP':>5} {'AP50':>5} {'AP75':>5} {'APs':>5} {'APm':>5} {'APl':>5}"]
+        lines = [f"{'':8} {'AP':>5} {'AP50':>5} {'AP75':>5} {'APs':>5} {'APm':>5} {'APl':>5}"]
         for iou_type in self.iou_types:
             prefix = IOU_TYPES[iou_type]
-            values = [results[f"{prefix}_{s}"] for s in _STAT_INDEX]
-            lines.append(f"{prefix:6} " + " ".join(fmt(v) for v in values))
+            values = [results.get(f"{prefix}_{s}") for s in _STAT_INDEX]
+            lines.append(f"{prefix:8} " + " ".join(fmt(v) for v in values))
         per_class = {IOU_TYPES[t]: results[f"per_class_{IOU_TYPES[t]}_ap"] for t in self.iou_types}
         names = list(next(iter(per_class.values())).keys()) if per_class else []
         if names:
             width = max(5, *(len(n) for n in names))
             lines.append("")
-            lines.append(f"{'class':{width}} " + " ".join(f"{p + '_ap':>8}" for p in per_class))
+            columns = {p: max(8, len(p) + 3) for p in per_class}
+            lines.append(f"{'class':{width}} "
+                         + " ".join(f"{p + '_ap':>{columns[p]}}" for p in per_class))
             for name in names:
-                lines.append(f"{name:{width}} "
-                             + " ".join(f"{fmt(per_class[p][name]):>8}" for p in per_class))
+                lines.append(f"{name:{width}} " + " ".join(
+                    f"{fmt(per_class[p].get(name)):>{columns[p]}}" for p in per_class))
         return "\n".join(lines)
 
     def to_json(self) -> str:

@@ -52,6 +52,16 @@ def evaluate_semantic(model, elements, *, max_images: int | None = None) -> dict
     return evaluate_elements(elements, add, cm.metrics, max_images=max_images)
 
 
+# The ground-truth entries of an instance element that InstanceEvaluator.add reads.
+INSTANCE_GT_KEYS = ("boxes", "classes", "masks", "is_crowd", "keypoints")
+
+
+def instance_iou_types(model) -> tuple:
+    """The COCOeval runs of an instance model's branches: box AP always, mask AP with masks,
+    keypoint AP with keypoints."""
+    return ("bbox",) + ("segm",) * bool(model.has_masks) + ("keypoints",) * bool(model.has_keypoints)
+
+
 def evaluate_instances(model, elements, info=None, *, max_images=None, class_names=None):
     """COCO AP of an instance model over raw elements, each image at its original size.
 
@@ -68,12 +78,12 @@ def evaluate_instances(model, elements, info=None, *, max_images=None, class_nam
     category_ids = info.category_ids if info is not None and info.category_ids else None
     evaluator = InstanceEvaluator(
         category_ids=category_ids or model.category_ids,
-        class_names=class_names if class_names is not None else model.foreground_class_names)
+        class_names=class_names if class_names is not None else model.foreground_class_names,
+        iou_types=instance_iou_types(model))
 
     def add(element):
         detections = predict_instances(model, np.asarray(element["image"]))
-        gt = {key: np.asarray(element[key]) for key in ("boxes", "classes", "masks", "is_crowd")
-              if key in element}
+        gt = {key: np.asarray(element[key]) for key in INSTANCE_GT_KEYS if key in element}
         evaluator.add(int(np.asarray(element["image_id"])), gt, detections)
 
     return evaluate_elements(elements, add, evaluator.compute, max_images=max_images), evaluator

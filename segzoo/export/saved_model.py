@@ -19,7 +19,7 @@ import re
 import tensorflow as tf
 
 from segzoo.export.files import replace_path, staging_directory
-from segzoo.export.serving import INSTANCE_OUTPUTS, SEMANTIC_OUTPUTS, ServingModule
+from segzoo.export.serving import ServingModule
 from segzoo.models.base import is_segzoo_model
 
 SIGNATURES = ("serving_default", "serving_bytes")
@@ -48,9 +48,13 @@ def serving_path(path, model, *, serving_layout: bool, version, name=None) -> st
 
 
 def _metadata(module: ServingModule, model) -> dict:
-    outputs = SEMANTIC_OUTPUTS if module.task == "semantic" else INSTANCE_OUTPUTS
+    outputs = module.output_names
     from segzoo import __version__
 
+    keypoints = {}
+    if model.has_keypoints:
+        keypoints = {"keypoint_names": [str(n) for n in model.keypoint_names],
+                     "keypoint_skeleton": [[int(a), int(b)] for a, b in model.keypoint_skeleton]}
     return {
         "format": "segzoo-saved-model/1",
         "segzoo_version": __version__,
@@ -59,6 +63,7 @@ def _metadata(module: ServingModule, model) -> dict:
         "class_names": module.class_name_list,
         "category_ids": module.category_id_list if module.task == "instance" else None,
         "max_detections": module.max_detections,
+        **keypoints,
         "signatures": {
             "serving_default": {"inputs": {"images": "uint8 [B, H, W, 3]"},
                                 "outputs": list(outputs)},

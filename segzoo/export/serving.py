@@ -12,6 +12,11 @@ only TensorFlow (DESIGN.md "Exported SavedModel"):
                   original category ids; 0 on padding rows), masks uint8 {0, 1}
                   [B, N, H, W] pasted into the image, num_detections int32 [B];
                   N = max detections, rows >= num_detections are padding.
+                  Models with the branches add (and a model without masks,
+                  keypoint_rcnn, has no "masks"): mask_scores float32 [B, N]
+                  (MS R-CNN: box score x predicted MaskIoU), keypoints float32
+                  [B, N, K, 3] ((x, y) input pixels, score) and keypoint_scores
+                  float32 [B, N, K]; padding rows are zero.
     serving_bytes(image_bytes: string [B] of JPEG / PNG / BMP / GIF (first frame))
         the same outputs plus image_sizes int32 [B, 2] (each image's H, W).
         Images of one batch may differ in size: each is decoded and run alone
@@ -36,6 +41,17 @@ IMAGES_SPEC = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
 BYTES_SPEC = tf.TensorSpec([None], tf.string, name="image_bytes")
 SEMANTIC_OUTPUTS = ("labels", "probabilities")
 INSTANCE_OUTPUTS = ("boxes", "scores", "classes", "masks", "num_detections")
+# Per-detection outputs of the optional branches, in signature order.
+BRANCH_OUTPUTS = ("mask_scores", "keypoints", "keypoint_scores")
+
+
+def instance_output_names(model) -> tuple:
+    """The instance outputs `model` serves: INSTANCE_OUTPUTS, without "masks" for a model
+    without a mask branch, plus the BRANCH_OUTPUTS of its branches."""
+    names = ("boxes", "scores", "classes") + ("masks",) * bool(model.has_masks)
+    names += ("mask_scores",) * bool(model.has_mask_scores)
+    names += ("keypoints", "keypoint_scores") * bool(model.has_keypoints)
+    return names + ("num_detections",)
 # Value the bytes signature pads each output with, beyond an image's own size.
 _PAD_VALUES = {"labels": -1}
 
@@ -67,6 +83,8 @@ class ServingModule(tf.Module):
         names = model.foreground_class_names
         category_ids = model.category_ids
         self.max_detections = None if max_detections is None else int(max_detections)
+        self.output_names = (SEMANTIC_OUTPUTS if self.task == "semantic"
+                             else instance_output_names(model))
         self.class_name_list = names
         self.category_id_list = [int(c) for c in category_ids]
         self._names = tf.constant(names, tf.string)
@@ -106,24 +124,18 @@ class ServingModule(tf.Module):
 
     def _instance(self, images):
         outputs = self.model.serving_call(tf.cast(images, tf.float32))
-        boxes = tf.cast(outputs["boxes"], tf.float32)
-        scores = tf.cast(outputs["scores"], tf.float32)
-        classes = tf.cast(outputs["classes"], tf.int32)
-        masks = tf.cast(outputs["masks"], tf.uint8)
-        num_detections = tf.cast(outputs["num_detections"], tf.int32)
+        specs = self._output_specs()
+        served = {}
+        for name in self.output_names:
+            value = tf.cast(outputs[name], specs[name].dtype)
+            if self.max_detections is not None and name != "num_detections":
+                # Rows are sorted by score, so the first N are the best N.
+                value = value[:, : self.max_detections]
+            served[name] = value
         if self.max_detections is not None:
-            # Rows are sorted by score, so the first N are the best N.
-            keep = self.max_detections
-            boxes, scores, classes, masks = (
-                boxes[:, :keep], scores[:, :keep], classes[:, :keep], masks[:, :keep])
-            num_detections = tf.minimum(num_detections, keep)
-        return {
-            "boxes": boxes,
-            "scores": scores,
-            "classes": tf.gather(self._id_lookup, classes),
-            "masks": masks,
-            "num_detections": num_detections,
-        }
+            served["num_detections"] = tf.minimum(served["num_detections"], self.max_detections)
+        served["classes"] = tf.gather(self._id_lookup, served["classes"])
+        return served
 
     def _predict_encoded(self, image_bytes):
         count = tf.shape(image_bytes)[0]
@@ -143,7 +155,7 @@ class ServingModule(tf.Module):
         sizes = sizes.stack()
         max_size = tf.maximum(tf.reduce_max(sizes, axis=0), 0)
 
-        names = SEMANTIC_OUTPUTS if self.task == "semantic" else INSTANCE_OUTPUTS
+        names = self.output_names
         specs = self._output_specs()
 
         def run_one(i, arrays):
@@ -168,11 +180,15 @@ class ServingModule(tf.Module):
         if self.task == "semantic":
             return {"labels": tf.TensorSpec([None, None, None], tf.int32),
                     "probabilities": tf.TensorSpec([None, None, None, k], tf.float32)}
+        num_keypoints = self.model.num_keypoints
         return {"boxes": tf.TensorSpec([None, None, 4], tf.float32),
                 "scores": tf.TensorSpec([None, None], tf.float32),
                 "classes": tf.TensorSpec([None, None], tf.int32),
                 "masks": tf.TensorSpec([None, None, None, None], tf.uint8),
-                "num_detections": tf.TensorSpec([None], tf.int32)}
+                "num_detections": tf.TensorSpec([None], tf.int32),
+                "mask_scores": tf.TensorSpec([None, None], tf.float32),
+                "keypoints": tf.TensorSpec([None, None, num_keypoints, 3], tf.float32),
+                "keypoint_scores": tf.TensorSpec([None, None, num_keypoints], tf.float32)}
 
     @staticmethod
     def _pad_to(value, name, size, max_size):

@@ -166,7 +166,9 @@ def write_instances(image, instances: Instances, stem, out_dir, model) -> None:
 
     inputs.atomic_save(os.path.join(out_dir, f"{stem}.json"), write_json)
     overlay = instance_overlay(image, instances.boxes, instances.crops, instances.classes,
-                               instances.scores, model.class_names)
+                               instances.scores, model.class_names,
+                               keypoints=instances.extras.get("keypoints"),
+                               skeleton=model.keypoint_skeleton or ())
     inputs.atomic_save(os.path.join(out_dir, f"{stem}_overlay.png"),
                        lambda tmp: Image.fromarray(overlay).save(tmp, format="PNG"))
     ids = instances.id_map()

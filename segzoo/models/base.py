@@ -30,6 +30,13 @@ which states the contract in one place:
                             [0, 255] with outputs covering the input (what
                             inference and the export run).
     max_detections          instance models: N, the detection slots per image.
+    has_masks, has_mask_scores, has_keypoints
+                            instance models: which per-detection outputs the
+                            model has ("masks"; MS R-CNN "mask_scores"; keypoint
+                            models "keypoints" and "keypoint_scores").
+    num_keypoints, keypoint_names, keypoint_skeleton
+                            keypoint models: K, the K names, 0-based index
+                            pairs to draw (0, (), () otherwise).
 
 Generic code reads these attributes directly; it never probes with `getattr`
 or tests class names.
@@ -73,6 +80,13 @@ class SegmentationModel:
     task: str = ""
     class_dependent_layers: tuple[str, ...] = ()
     supports_jit: bool = True
+    # Instance models' branches (a detector sets these from its heads).
+    has_masks: bool = True
+    has_mask_scores: bool = False
+    has_keypoints: bool = False
+    num_keypoints: int = 0
+    keypoint_names: tuple = ()
+    keypoint_skeleton: tuple = ()
 
     @property
     def foreground_class_names(self) -> list[str]:
@@ -181,8 +195,9 @@ def load_checkpoint(path: str | os.PathLike, *, compile: bool = False) -> keras.
         ValueError: the file is not a `.keras` archive or not a segzoo model.
     """
     import segzoo.models  # noqa: F401  (registers the serialisable classes)
+    from segzoo.weights.catalogue import resolve_checkpoint
 
-    path = os.fspath(path)
+    path = resolve_checkpoint(os.fspath(path))  # a `segzoo weights` name -> its converted file
     if os.path.isdir(path):
         path = os.path.join(path, "model.keras")
     if not os.path.exists(path):

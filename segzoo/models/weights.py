@@ -25,6 +25,8 @@ class WeightLoadReport:
         unused_in_source: source layers with weights that the target lacks.
         class_dependent: the target's `class_dependent_layers` (a skip there is
             expected when the class count changes; elsewhere the architectures differ).
+    Names are layer paths: a composite layer whose shapes differ is matched
+    sublayer by sublayer ("roi_heads/box_predictor/cls_score").
     """
 
     loaded: list = dataclasses.field(default_factory=list)
@@ -33,10 +35,13 @@ class WeightLoadReport:
     unused_in_source: list = dataclasses.field(default_factory=list)
     class_dependent: tuple = ()
 
+    def is_class_dependent(self, name) -> bool:
+        return any(name == layer or name.startswith(layer + "/") for layer in self.class_dependent)
+
     def __str__(self):
         lines = [f"loaded {len(self.loaded)} layers by name"]
         for name, (target, source) in self.skipped_mismatched.items():
-            why = "class count differs" if name in self.class_dependent else "architecture differs"
+            why = "class count differs" if self.is_class_dependent(name) else "architecture differs"
             lines.append(f"  skipped {name}: shapes {target} here, {source} in the source ({why})")
         if self.missing_in_source:
             lines.append(f"  not in the source (kept initialisation): "
@@ -48,6 +53,39 @@ class WeightLoadReport:
 
 def _layers_with_weights(model) -> dict:
     return {layer.name: layer for layer in model.layers if layer.weights}
+
+
+def _sublayers_with_weights(layer) -> dict:
+    return {sub.name: sub for sub in layer._flatten_layers(include_self=False, recursive=False) if sub.weights}
+
+
+def _copy_by_name(model, source, skip_mismatched, report, prefix):
+    """Copies layer by layer; a composite layer whose shapes differ is matched sublayer by sublayer
+    (e.g. a detector's RoI heads: the class-independent heads load, the predictors are skipped)."""
+    target_layers = _layers_with_weights(model) if not prefix else _sublayers_with_weights(model)
+    source_layers = _layers_with_weights(source) if not prefix else _sublayers_with_weights(source)
+    for name, layer in target_layers.items():
+        path = prefix + name
+        if name not in source_layers:
+            report.missing_in_source.append(path)
+            continue
+        values = source_layers[name].get_weights()
+        target_shapes = [tuple(w.shape) for w in layer.weights]
+        source_shapes = [tuple(v.shape) for v in values]
+        if target_shapes != source_shapes:
+            if _sublayers_with_weights(layer) and _sublayers_with_weights(source_layers[name]):
+                _copy_by_name(layer, source_layers[name], skip_mismatched, report, prefix=path + "/")
+                continue
+            if not skip_mismatched:
+                raise ValueError(
+                    f"layer {path!r}: weight shapes {target_shapes} in the model but "
+                    f"{source_shapes} in the source; pass skip_mismatched=True to skip it"
+                )
+            report.skipped_mismatched[path] = (target_shapes, source_shapes)
+            continue
+        layer.set_weights(values)
+        report.loaded.append(path)
+    report.unused_in_source += [prefix + name for name in source_layers if name not in target_layers]
 
 
 def load_weights_by_name(model, source, skip_mismatched=True, verbose=True) -> WeightLoadReport:
@@ -69,27 +107,8 @@ def load_weights_by_name(model, source, skip_mismatched=True, verbose=True) -> W
         from segzoo.models.base import load_checkpoint
 
         source = load_checkpoint(source)
-    target_layers = _layers_with_weights(model)
-    source_layers = _layers_with_weights(source)
     report = WeightLoadReport(class_dependent=tuple(model.class_dependent_layers))
-    for name, layer in target_layers.items():
-        if name not in source_layers:
-            report.missing_in_source.append(name)
-            continue
-        values = source_layers[name].get_weights()
-        target_shapes = [tuple(w.shape) for w in layer.weights]
-        source_shapes = [tuple(v.shape) for v in values]
-        if target_shapes != source_shapes:
-            if not skip_mismatched:
-                raise ValueError(
-                    f"layer {name!r}: weight shapes {target_shapes} in the model but "
-                    f"{source_shapes} in the source; pass skip_mismatched=True to skip it"
-                )
-            report.skipped_mismatched[name] = (target_shapes, source_shapes)
-            continue
-        layer.set_weights(values)
-        report.loaded.append(name)
-    report.unused_in_source = [name for name in source_layers if name not in target_layers]
+    _copy_by_name(model, source, skip_mismatched, report, prefix="")
     if not report.loaded:
         raise ValueError(
             f"no layer of {model.name!r} matches a layer of {source.name!r} by name and shape; "

@@ -9,6 +9,12 @@ negatives), compiles with the optimizer only (the model computes and reports
 its losses itself) and evaluates with COCO box / mask AP
 (`segzoo.evaluation.loops.evaluate_instances`).
 
+Keypoint models (`model.has_keypoints`) load their data with `keypoints=True`,
+train on targets with "keypoints" [B, M, K, 3] (flips swap left/right
+keypoints, `segzoo.data.keypoints.flip_indices`), and add COCO keypoint AP to
+the evaluation; a model without masks (keypoint_rcnn) skips mask AP and picks
+its best checkpoint by val keypoint AP.
+
 `image_size` should equal the model's `min_size`: inference resizes the short
 side to `min_size`, so training at another scale mismatches object sizes
 (a warning says so).
@@ -37,19 +43,26 @@ class InstanceTask:
         data_args: extra keyword arguments for `segzoo.data.load`.
     """
 
-    monitor = "val_mask_ap"
     monitor_mode = "max"
 
     def __init__(self, model, *, val_max_images=None, max_instances=100, shuffle_buffer=256,
                  data_args=None):
         self.model = model
+        self.monitor = "val_mask_ap" if model.has_masks else "val_keypoint_ap"
         self.val_max_images = val_max_images
         self.max_instances = int(max_instances)
         self.shuffle_buffer = int(shuffle_buffer)
         self.data_args = dict(data_args or {})
+        if model.has_keypoints:
+            self.data_args.setdefault("keypoints", True)
 
     def _load(self, data_name, data_dir, split, max_images=None):
-        return load_split(data_name, split, data_dir, "instance", self.data_args, max_images)
+        ds = load_split(data_name, split, data_dir, "instance", self.data_args, max_images)
+        if self.model.has_keypoints and "keypoints" not in ds.element_spec:
+            raise ValueError(
+                f"dataset {data_name!r} has no keypoints but the model has a keypoint branch; "
+                "use coco (annotations/person_keypoints_{split}.json) or shapes")
+        return ds
 
     def _check(self, info, data_name, image_size):
         check_dataset_task(info, "instance", data_name)
@@ -61,12 +74,19 @@ class InstanceTask:
 
     def _pipeline(self, ds, image_size, batch_size, seed, flip, shuffle):
         from segzoo.data import pipeline
+        from segzoo.data.keypoints import flip_indices
 
         max_size = self.model.training_input_spec.max_size or _DEFAULT_MAX_SIZE
+        order = None
+        if "keypoints" in ds.element_spec:
+            num_keypoints = ds.element_spec["keypoints"].shape[1]
+            order = flip_indices(self.model.keypoint_names
+                                 or [f"keypoint_{i}" for i in range(num_keypoints)])
         return pipeline.instance_train_pipeline(
             ds, int(image_size), int(batch_size), max_size=int(max_size),
             max_instances=self.max_instances, flip=flip, seed=seed,
-            shuffle_buffer=self.shuffle_buffer if shuffle else 0, drop_remainder=shuffle)
+            shuffle_buffer=self.shuffle_buffer if shuffle else 0, drop_remainder=shuffle,
+            keypoint_flip_indices=order)
 
     def train_dataset(self, info, data_name, data_dir, split, image_size, batch_size, seed):
         """(images float32 [B, P, P, 3], targets {"boxes", "classes", "masks"}) batches."""
@@ -111,7 +131,8 @@ class MaskAPCallback(keras.callbacks.Callback):
         info: the dataset's `DatasetInfo` (category ids).
     """
 
-    KEYS = ("box_ap", "box_ap50", "box_ap75", "mask_ap", "mask_ap50", "mask_ap75")
+    KEYS = ("box_ap", "box_ap50", "box_ap75", "mask_ap", "mask_ap50", "mask_ap75",
+            "keypoint_ap", "keypoint_ap50", "keypoint_ap75")
 
     def __init__(self, task, dataset, info=None):
         super().__init__()
@@ -122,5 +143,6 @@ class MaskAPCallback(keras.callbacks.Callback):
             return
         metrics = self.task.evaluate(self.model, self.dataset.as_numpy_iterator(), self.info)
         for key in self.KEYS:
-            value = metrics.get(key)
-            logs[f"val_{key}"] = float("nan") if value is None else float(value)
+            if key in metrics:  # the model's branches: no mask AP without masks, ...
+                value = metrics[key]
+                logs[f"val_{key}"] = float("nan") if value is None else float(value)

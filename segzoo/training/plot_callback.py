@@ -29,7 +29,7 @@ def semantic_confusion(model, elements, labels_fn=None, max_images=None, progres
             `segzoo.inference.predict_labels` (the whole image, as `segzoo eval`).
         progress: optional `segzoo.inference.inputs.Progress`, advanced per image.
     """
-    from segzoo.evaluation.loops import evaluate_elements
+    from segzoo.evaluation.loops import INSTANCE_GT_KEYS, evaluate_elements, instance_iou_types
     from segzoo.evaluation.semantic import ConfusionMatrix
     from segzoo.inference import predict_labels
 
@@ -55,18 +55,19 @@ def instance_evaluator(model, elements, info=None, detect_fn=None, max_images=No
         class_names: K names of classes 1..K (default `model.foreground_class_names`).
     """
     from segzoo.evaluation.instance import InstanceEvaluator
-    from segzoo.evaluation.loops import evaluate_elements
+    from segzoo.evaluation.loops import INSTANCE_GT_KEYS, evaluate_elements, instance_iou_types
     from segzoo.inference import predict_instances
 
     detect_fn = detect_fn or (lambda image: predict_instances(model, image))
     category_ids = info.category_ids if info is not None and info.category_ids else None
     evaluator = InstanceEvaluator(
         category_ids=category_ids or model.category_ids,
-        class_names=class_names if class_names is not None else model.foreground_class_names)
+        class_names=class_names if class_names is not None else model.foreground_class_names,
+        iou_types=instance_iou_types(model))
 
     def add(element):
         image = np.asarray(element["image"])
-        gt = {k: np.asarray(element[k]) for k in ("boxes", "classes", "masks", "is_crowd") if k in element}
+        gt = {k: np.asarray(element[k]) for k in INSTANCE_GT_KEYS if k in element}
         evaluator.add(int(np.asarray(element["image_id"])), gt, detect_fn(image),
                       image_size=image.shape[:2])
         if progress is not None:

@@ -87,6 +87,14 @@ def _fcn(name, model_args, learning_rate):
     )
 
 
+# The narrow R-CNN of the shapes recipes (CPU minutes; see "shapes_mask_rcnn").
+_SHAPES_RCNN = {
+    "backbone": "resnet18", "min_size": 128, "max_size": 128, "fpn_channels": 64,
+    "representation_size": 256, "mask_head_channels": 64, "rpn_pre_nms_top_n_test": 500,
+    "rpn_post_nms_top_n_train": 300, "rpn_post_nms_top_n_test": 100,
+    "box_batch_size_per_image": 128,
+}
+
 RECIPES: dict[str, Recipe] = {
     # FCN, Caffe reference solvers (staged: 32s <- ImageNet, 16s <- 32s, 8s <- 16s).
     "voc_fcn32s": _fcn("voc_fcn32s", {"backbone_weights": "imagenet"}, 1e-10),
@@ -119,10 +127,26 @@ RECIPES: dict[str, Recipe] = {
         name="shapes_mask_rcnn", data="shapes", epochs=8, batch_size=2, image_size=128,
         optimizer="adam", learning_rate=1e-3, weight_decay=1e-4, warmup_steps=100,
         clipnorm=5.0, val_max_images=16, data_args={"task": "instance"},
-        model_args={"backbone": "resnet18", "min_size": 128, "max_size": 128, "fpn_channels": 64,
-                    "representation_size": 256, "mask_head_channels": 64,
-                    "rpn_pre_nms_top_n_test": 500, "rpn_post_nms_top_n_train": 300,
-                    "rpn_post_nms_top_n_test": 100, "box_batch_size_per_image": 128},
+        model_args=_SHAPES_RCNN,
+    ),
+    # MS R-CNN on shapes: the shapes_mask_rcnn budget and heads plus a narrow MaskIoU head, so
+    # mask AP with and without mask scoring compare at the same budget.
+    "shapes_ms_rcnn": Recipe(
+        name="shapes_ms_rcnn", data="shapes", epochs=8, batch_size=2, image_size=128,
+        optimizer="adam", learning_rate=1e-3, weight_decay=1e-4, warmup_steps=100,
+        clipnorm=5.0, val_max_images=16, data_args={"task": "instance"},
+        model_args={**_SHAPES_RCNN, "maskiou_head_channels": 64,
+                    "maskiou_representation_size": 256},
+    ),
+    # Keypoint R-CNN on the shapes' extreme points (shapes.py, keypoints=True): the same
+    # detector with torchvision's keypoint head narrowed (4 conv3x3-64 instead of 8 x 512)
+    # for CPU minutes; the best checkpoint is chosen by val keypoint AP.
+    "shapes_keypoint_rcnn": Recipe(
+        name="shapes_keypoint_rcnn", data="shapes", epochs=8, batch_size=2, image_size=128,
+        optimizer="adam", learning_rate=1e-3, weight_decay=1e-4, warmup_steps=100,
+        clipnorm=5.0, val_max_images=16, data_args={"task": "instance", "keypoints": True},
+        model_args={**{k: v for k, v in _SHAPES_RCNN.items() if k != "mask_head_channels"},
+                    "keypoint_head_channels": 64, "keypoint_head_layers": 4},
     ),
     "voc_mask_rcnn": Recipe(
         name="voc_mask_rcnn", data="voc_instance", epochs=24, batch_size=2, image_size=800,
@@ -134,6 +158,13 @@ RECIPES: dict[str, Recipe] = {
         epochs=12, batch_size=16, image_size=800, optimizer="sgd", learning_rate=0.02,
         momentum=0.9, weight_decay=1e-4, warmup_steps=1000, val_max_images=500,
         model_args={"backbone_weights": "imagenet"},
+    ),
+    # torchvision's keypointrcnn_resnet50_fpn schedule (26 epochs; lr 0.02 at batch 16).
+    "coco_keypoint_rcnn": Recipe(
+        name="coco_keypoint_rcnn", data="coco", train_split="train2017", val_split="val2017",
+        epochs=26, batch_size=16, image_size=800, optimizer="sgd", learning_rate=0.02,
+        momentum=0.9, weight_decay=1e-4, warmup_steps=1000, val_max_images=500,
+        data_args={"keypoints": True}, model_args={"backbone_weights": "imagenet"},
     ),
     # Generic fall-backs for any model / dataset pair.
     "semantic": Recipe(name="semantic", epochs=20, batch_size=4, learning_rate=1e-3,

@@ -35,6 +35,11 @@ def resolve_recipe(config):
         recipe = get_recipe(recipe)
     if config_value(config, "data") and data != recipe.data:
         recipe = dataclasses.replace(recipe, data=data)
+    model_args = _model_args(config, spec)
+    if spec.task == "instance" and wants_keypoints(model_name, {**recipe.model_args,
+                                                                **(model_args or {})}):
+        # Keypoint models read keypoint data (coco: person_keypoints_*.json).
+        recipe = apply_overrides(recipe, data_args={"keypoints": True})
     return apply_overrides(
         recipe,
         train_split=config_value(config, "train_split"),
@@ -46,7 +51,7 @@ def resolve_recipe(config):
         learning_rate=config_value(config, "learning_rate"),
         optimizer=config_value(config, "optimizer"),
         init_from=config_value(config, "init_from"),
-        model_args=_model_args(config, spec),
+        model_args=model_args,
     ), spec
 
 
@@ -65,8 +70,15 @@ def _model_args(config, spec) -> dict | None:
     return kwargs or None
 
 
+def wants_keypoints(model_name: str, model_args: dict | None) -> bool:
+    """Whether the model trains on keypoints: `keypoint_rcnn`, or `keypoints=True` (mask_rcnn)."""
+    value = (model_args or {}).get("keypoints", model_name == "keypoint_rcnn")
+    return value not in (False, None, "False", "false", "0", 0)
+
+
 def build_model(model_name: str, info, model_args: dict):
-    """`segzoo.get_model` with the dataset's classes (names, and ids for instance models)."""
+    """`segzoo.get_model` with the dataset's classes (names, and ids for instance models)
+    and, for keypoint data, its keypoints (K, names, skeleton)."""
     import segzoo
 
     kwargs = dict(model_args)
@@ -77,4 +89,8 @@ def build_model(model_name: str, info, model_args: dict):
         kwargs.setdefault("class_names", ["background", *info.class_names])
         if info.category_ids is not None:
             kwargs.setdefault("category_ids", list(info.category_ids))
+        if info.keypoint_names is not None and wants_keypoints(model_name, model_args):
+            kwargs.setdefault("num_keypoints", len(info.keypoint_names))
+            kwargs.setdefault("keypoint_names", list(info.keypoint_names))
+            kwargs.setdefault("keypoint_skeleton", [list(p) for p in info.skeleton])
     return segzoo.get_model(model_name, **kwargs)

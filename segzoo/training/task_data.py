@@ -12,11 +12,15 @@ from __future__ import annotations
 MULTI_TASK_DATASETS = ("shapes",)
 
 
-def task_data_args(data_name: str, task: str, data_args: dict | None = None) -> dict:
-    """`data_args` plus `task=task` for datasets of both tasks (an explicit `task` is kept)."""
+def task_data_args(data_name: str, task: str, data_args: dict | None = None, *,
+                   keypoints: bool = False) -> dict:
+    """`data_args` plus `task=task` for datasets of both tasks (an explicit `task` is kept),
+    and `keypoints=True` for keypoint models (coco reads person_keypoints_*.json)."""
     kwargs = dict(data_args or {})
     if data_name in MULTI_TASK_DATASETS:
         kwargs.setdefault("task", task)
+    if keypoints:
+        kwargs.setdefault("keypoints", True)
     return kwargs
 
 

@@ -25,7 +25,7 @@ from segzoo.blocks.roi import (
     roi_pool,
     roi_warp,
 )
-from segzoo.blocks.roi_layers import MultiLevelRoIAlign, RoIAlign, RoIPool, RoIWarp
+from segzoo.blocks.roi_layers import MultiLevelRoIPooler, RoIAlign, RoIPool, RoIWarp
 from tests.layer_testing import check_layer, check_model_round_trip
 
 F32 = np.float32
@@ -465,31 +465,44 @@ def test_roi_layers_check_layer(layer_cls, kwargs, reference):
     np.testing.assert_allclose(out, reference(features, boxes, idx), atol=1e-5)
 
 
-def test_multilevel_layer_round_trip():
+def test_multilevel_pooler_reads_levels_by_name_and_round_trips():
     rng = np.random.default_rng(14)
     pyramid = [rng.standard_normal((3, 32 // 2**i, 32 // 2**i, 2)).astype(F32) for i in range(3)]
     boxes = np.array([[0, 0, 100, 90], [3, 3, 20, 20], [1, 2, 200, 210]], F32)
     idx = np.array([2, 0, 1], np.int32)
-    kwargs = dict(output_size=(2, 3), min_level=2, sampling_ratio=2, aligned=True,
-                  canonical_size=224, canonical_level=4, pooler="align")
-    layer = MultiLevelRoIAlign(**kwargs)
+    kwargs = dict(output_size=(2, 3), levels=["P2", "P3", "P4"], method="align", sampling_ratio=2,
+                  aligned=True, canonical_size=224, canonical_level=4)
+    layer = MultiLevelRoIPooler(**kwargs)
     config = layer.get_config()
     assert all(key in config for key in kwargs)
-    assert MultiLevelRoIAlign.from_config(config).get_config() == config
-    levels = [keras.Input((f.shape[1], f.shape[2], 2), batch_size=3) for f in pyramid]
+    assert MultiLevelRoIPooler.from_config(config).get_config() == config
+    levels = {f"P{i + 2}": keras.Input((f.shape[1], f.shape[2], 2), batch_size=3) for i, f in enumerate(pyramid)}
     box_in = keras.Input((4,), batch_size=3)
     idx_in = keras.Input((), batch_size=3, dtype="int32")
-    model = keras.Model([*levels, box_in, idx_in], layer(levels, box_in, idx_in))
+    model = keras.Model([*levels.values(), box_in, idx_in], layer(levels, box_in, idx_in))
     assert model.output.shape == (3, 2, 3, 2)
     out = check_model_round_trip(model, [*pyramid, boxes, idx])
-    np.testing.assert_allclose(
-        out, multilevel_roi_align(pyramid, boxes, idx, (2, 3), sampling_ratio=2).numpy(),
-        atol=1e-6)
-    pool = MultiLevelRoIAlign(2, pooler="pool")(pyramid, boxes, idx).numpy()
+    expected = multilevel_roi_align(pyramid, boxes, idx, (2, 3), sampling_ratio=2).numpy()
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+    # Keys, not positions: a shuffled dict with an extra level gives the same numbers.
+    named = {"P6": np.zeros((3, 1, 1, 2), F32), "P4": pyramid[2], "P2": pyramid[0], "P3": pyramid[1]}
+    np.testing.assert_allclose(layer(named, boxes, idx).numpy(), expected, atol=1e-6)
+    # Batched boxes [B, R, 4] (box r of image b reads image b) keep their leading shape.
+    batched = layer(named, np.stack([boxes[:2]] * 3))
+    assert batched.shape == (3, 2, 2, 3, 2)
+    np.testing.assert_allclose(batched.numpy()[2, 1], multilevel_roi_align(
+        pyramid, boxes[1:2], np.array([2], np.int32), (2, 3), sampling_ratio=2).numpy()[0], atol=1e-6)
+    pool = MultiLevelRoIPooler(2, ["P2", "P3", "P4"], method="pool")(named, boxes, idx).numpy()
     np.testing.assert_array_equal(
         pool, multilevel_roi_pooling(pyramid, boxes, idx, 2, "pool").numpy())
-    with pytest.raises(ValueError, match="pooler"):
-        MultiLevelRoIAlign(2, pooler="max")
+    with pytest.raises(ValueError, match="method"):
+        MultiLevelRoIPooler(2, method="max")
+    with pytest.raises(ValueError, match="consecutive"):
+        MultiLevelRoIPooler(2, levels=["P2", "P4"])
+    with pytest.raises(ValueError, match="lacks levels"):
+        MultiLevelRoIPooler(2, levels=["P2", "P3", "P4", "P5"])(named, boxes, idx)
+    with pytest.raises(ValueError, match="dict"):
+        layer(pyramid, boxes, idx)
 
 
 def test_layer_mixed_precision_keeps_boxes_float32():

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from segzoo.data import get_info, load
-from segzoo.data.shapes import instance_targets
+from segzoo.data.shapes import KEYPOINT_NAMES, extreme_points, instance_targets
 
 
 def _take(ds, n):
@@ -94,3 +94,51 @@ def test_cache_gives_identical_epochs():
         for a, b in zip(first, second, strict=True):
             for key in a:
                 np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_extreme_points_of_hand_drawn_masks():
+    mask = np.zeros((10, 12), bool)
+    mask[2:5, 3:9] = True  # a rectangle: rows 2..4, columns 3..8
+    mask[5, 7] = True  # one pixel below: the bottom extreme
+    np.testing.assert_array_equal(
+        extreme_points(mask),
+        [[6.0, 2.5], [3.5, 3.5], [9.0 - 0.5, 3.5], [7.5, 5.5]],  # (x, y) pixel centres
+    )
+
+
+def test_keypoints_are_the_extreme_points_and_change_nothing_else():
+    kwargs = {"num_images": 24, "image_size": 64, "task": "instance"}
+    plain = _take(load("shapes", "val", **kwargs), 24)
+    with_points = _take(load("shapes", "val", keypoints=True, **kwargs), 24)
+    info = get_info("shapes", task="instance", keypoints=True)
+    assert info.keypoint_names == KEYPOINT_NAMES == ("top", "left", "right", "bottom")
+    assert info.skeleton == ((0, 1), (1, 3), (3, 2), (2, 0))
+    visible = hidden = 0
+    for a, b in zip(plain, with_points, strict=True):
+        for key in ("image", "boxes", "classes", "masks"):
+            np.testing.assert_array_equal(a[key], b[key])
+        points = b["keypoints"]
+        assert points.dtype == np.float32 and points.shape == (len(b["classes"]), 4, 3)
+        assert set(np.unique(points[..., 2])) <= {1.0, 2.0}
+        instance_map = np.zeros(b["image"].shape[:2], np.int64)
+        for i, mask in enumerate(b["masks"]):
+            instance_map[mask.astype(bool)] = i + 1
+        for i, (box, kp) in enumerate(zip(b["boxes"], points, strict=True)):
+            x, y, v = kp[:, 0], kp[:, 1], kp[:, 2]
+            owner = instance_map[y.astype(int), x.astype(int)]
+            # Visible points lie on the instance's own pixels and, being extremes of the
+            # whole shape, on its visible box's edges (pixel centres); hidden ones are covered.
+            np.testing.assert_array_equal(owner[v == 2], i + 1)
+            assert np.all(owner[v == 1] != i + 1)
+            edges = np.asarray([y[0] - 0.5 - box[1], x[1] - 0.5 - box[0],
+                                box[2] - (x[2] + 0.5), box[3] - (y[3] + 0.5)])  # fmt: skip
+            np.testing.assert_allclose(edges[v == 2], 0.0, atol=1e-5)
+            assert np.all(edges[v == 1] <= 1e-5)  # the hidden extreme is outside the visible box
+            visible += int((v == 2).sum())
+            hidden += int((v == 1).sum())
+    assert visible > 100 and hidden > 0
+
+
+def test_keypoints_need_the_instance_view():
+    with pytest.raises(ValueError, match="task='instance'"):
+        load("shapes", "val", keypoints=True)

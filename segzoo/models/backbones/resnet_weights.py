@@ -108,6 +108,10 @@ def load_resnet_weights(backbone, weights):
         ValueError: wrong layout/depth, or the file lacks layers or has other
             shapes (the message lists them).
     """
+    if weights == "imagenet" and (backbone.layout == "torchvision" or backbone.depth in (18, 34)):
+        from segzoo.weights.catalogue import imagenet_resnet_path  # torchvision's file, converted once
+
+        weights = imagenet_resnet_path(backbone.depth, backbone.layout)
     if weights == "imagenet":
         if backbone.layout != "keras":
             raise ValueError(

@@ -157,3 +157,76 @@ class ProposalGenerator:
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+def _deserialize(value):
+    return keras.saving.deserialize_keras_object(value) if isinstance(value, dict) else value
+
+
+@keras.saving.register_keras_serializable(package="segzoo")
+class RegionProposalNetwork(keras.layers.Layer):
+    """torchvision's `RegionProposalNetwork`: anchors, head, proposals and the RPN losses.
+
+    Args:
+        anchor_generator: `AnchorGenerator` (one size per level, 32..512; ratios 0.5, 1, 2).
+        head: `RPNHead`.
+        proposal_generator: `ProposalGenerator` (top-n, NMS 0.7).
+        matcher: `Matcher(0.7, 0.3, allow_low_quality_matches=True)`.
+        sampler: `BalancedPositiveNegativeSampler(256, 0.5)`.
+        smooth_l1_beta: beta of the box loss (1/9, torchvision).
+    The box coder has weights (1, 1, 1, 1). Weights live in `head` only.
+    """
+
+    def __init__(self, anchor_generator, head, proposal_generator, matcher, sampler, smooth_l1_beta=1.0 / 9,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.anchor_generator = _deserialize(anchor_generator)
+        self.head = _deserialize(head)
+        self.proposal_generator = _deserialize(proposal_generator)
+        self.matcher = _deserialize(matcher)
+        self.sampler = _deserialize(sampler)
+        self.smooth_l1_beta = float(smooth_l1_beta)
+        self.box_coder = BoxCoder((1.0, 1.0, 1.0, 1.0))
+
+    def build(self, input_shape=None):
+        if not self.head.built:
+            self.head.build([input_shape])
+        self.built = True
+
+    def call(self, features, image_shape, clip_size=None, training=False):
+        """Proposals for the FPN levels `features` (list, finest first) of a padded `image_shape`.
+
+        Returns:
+            dict "proposals" float32 `[B, P, 4]` xyxy pixels clipped to
+            `clip_size` (default `image_shape`), "valid" bool `[B, P]`, and the
+            raw "objectness" / "deltas" (lists per level) and "anchors" for `losses`.
+        """
+        objectness, deltas = self.head(features)
+        feature_shapes = [(tf.shape(f)[1], tf.shape(f)[2]) for f in features]
+        anchors = self.anchor_generator(image_shape, feature_shapes)
+        proposals, valid = self.proposal_generator(
+            objectness, deltas, anchors, clip_size or image_shape, training=training)
+        return {"proposals": proposals, "valid": valid, "objectness": objectness, "deltas": deltas,
+                "anchors": anchors}
+
+    def losses_for(self, outputs, gt_boxes, gt_valid, seed=None):
+        """`{"rpn_objectness", "rpn_box"}` float32 scalars for `call`'s outputs and padded GT boxes."""
+        from segzoo.models.mask_rcnn import losses, targets
+
+        rpn = targets.rpn_targets(tf.concat(outputs["anchors"], 0), gt_boxes, gt_valid, self.matcher,
+                                  self.sampler, self.box_coder, seed=seed)
+        sampled_logits = tf.gather(tf.concat(outputs["objectness"], 1), rpn["indices"], batch_dims=1)
+        sampled_deltas = tf.gather(tf.concat(outputs["deltas"], 1), rpn["indices"], batch_dims=1)
+        positive = tf.logical_and(rpn["valid"], rpn["labels"] > 0.5)
+        return {
+            "rpn_objectness": losses.rpn_objectness_loss(sampled_logits, rpn["labels"], rpn["valid"]),
+            "rpn_box": losses.rpn_box_loss(sampled_deltas, rpn["regression"], positive, rpn["valid"],
+                                           self.smooth_l1_beta),
+        }
+
+    def get_config(self):
+        config = super().get_config()
+        for name in ("anchor_generator", "head", "proposal_generator", "matcher", "sampler"):
+            config[name] = keras.saving.serialize_keras_object(getattr(self, name))
+        config["smooth_l1_beta"] = self.smooth_l1_beta
+        return config

@@ -322,12 +322,12 @@ def test_no_rois_is_not_a_crash():
 
 def test_keypoint_branch_wired_to_mask_rcnn_components_trains():
     """Pooler (14 x 14) -> keypoint head -> 56 x 56 heatmaps; targets of matched GT keypoints; one gradient step."""
+    from segzoo.blocks import MultiLevelRoIPooler
     from segzoo.models.mask_rcnn.box_ops import gather_rows
-    from segzoo.models.mask_rcnn.poolers import MultiLevelRoIPooler
 
     rng = np.random.default_rng(9)
-    pyramid = [tf.constant(rng.normal(size=(2, 64 // 2 ** (i + 2), 64 // 2 ** (i + 2), 8)), tf.float32)
-               for i in range(4)]
+    pyramid = {f"P{i + 2}": tf.constant(rng.normal(size=(2, 64 // 2 ** (i + 2), 64 // 2 ** (i + 2), 8)), tf.float32)
+               for i in range(4)}
     gt_keypoints = np.concatenate([rng.uniform(0, 64, (2, 3, 4, 2)), rng.integers(0, 3, (2, 3, 4, 1))], -1)
     rois = tf.constant([[[0, 0, 64, 64], [10, 10, 30, 40]], [[5, 5, 50, 60], [0, 0, 1, 1]]], tf.float32)
     matched = tf.constant([[0, 2], [1, 0]], tf.int32)
@@ -337,7 +337,7 @@ def test_keypoint_branch_wired_to_mask_rcnn_components_trains():
     valid = valid & positive[..., None]
     head, predictor = KeypointHead((8, 8)), KeypointPredictor(4)
     with tf.GradientTape() as tape:
-        heatmaps = predictor(head(MultiLevelRoIPooler("align", 14, sampling_ratio=2)(pyramid, rois)))
+        heatmaps = predictor(head(tf.reshape(MultiLevelRoIPooler(14, sampling_ratio=2)(pyramid, rois), [-1, 14, 14, 8])))
         heatmaps = tf.reshape(heatmaps, [2, 2, 56, 56, 4])
         loss = keypoint_loss(heatmaps, targets, valid)
     gradients = tape.gradient(loss, head.trainable_variables + predictor.trainable_variables)

@@ -169,13 +169,13 @@ def test_mask_scores_multiply_class_score_by_predicted_iou():
 
 def test_maskiou_branch_wired_to_mask_rcnn_components_trains():
     """Pooler -> MaskIoU head on positive RoIs, targets from roi_align_masks, one gradient step."""
+    from segzoo.blocks import MultiLevelRoIPooler
     from segzoo.models.mask_rcnn.box_ops import gather_rows
-    from segzoo.models.mask_rcnn.poolers import MultiLevelRoIPooler
     from segzoo.models.mask_rcnn.targets import roi_align_masks
 
     rng = np.random.default_rng(5)
-    pyramid = [tf.constant(rng.normal(size=(2, 64 // 2 ** (i + 2), 64 // 2 ** (i + 2), 8)), tf.float32)
-               for i in range(4)]
+    pyramid = {f"P{i + 2}": tf.constant(rng.normal(size=(2, 64 // 2 ** (i + 2), 64 // 2 ** (i + 2), 8)), tf.float32)
+               for i in range(4)}
     gt_masks = np.zeros((2, 2, 64, 64), np.uint8)
     gt_masks[0, 0, 4:40, 4:40] = 1
     gt_masks[1, 1, 5:30, 30:50] = 1
@@ -183,7 +183,7 @@ def test_maskiou_branch_wired_to_mask_rcnn_components_trains():
     matched = tf.constant([[0, 0], [1, 1]], tf.int32)
     labels = tf.constant([[1, 0], [2, 2]], tf.int32)
     positive = labels > 0
-    pooled = MultiLevelRoIPooler("align", 7, sampling_ratio=2)(pyramid, rois)  # [B * R, 7, 7, C]
+    pooled = tf.reshape(MultiLevelRoIPooler(7, sampling_ratio=2)(pyramid, rois), [-1, 7, 7, 8])  # [B * R, 7, 7, C]
     probs = tf.constant(rng.random((2, 2, 14, 14)), tf.float32)  # the mask head's output, class channel
     targets = roi_align_masks(tf.constant(gt_masks), rois, matched, 14)
     gt_areas = gather_rows(tf.reduce_sum(tf.cast(gt_masks, tf.float32), [2, 3]), matched)

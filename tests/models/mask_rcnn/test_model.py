@@ -123,7 +123,7 @@ def test_fit_steps_on_positive_and_negative_batches():
     model = tiny()
     positive, negative = batch(), batch(with_instances=False)
     data = tf.data.Dataset.from_tensors(positive).concatenate(tf.data.Dataset.from_tensors(negative))
-    before = [w.numpy().copy() for w in model.box_predictor.weights]
+    before = [w.numpy().copy() for w in model.roi_heads.box_predictor.weights]
     model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9))
     history = model.fit(data, epochs=1, verbose=0)
     assert sorted(history.history) == sorted(
@@ -131,7 +131,7 @@ def test_fit_steps_on_positive_and_negative_batches():
     parts = sum(history.history[k][0] for k in ("rpn_objectness", "rpn_box", "box_class", "box_regression", "mask"))
     assert np.isfinite(history.history["loss"][0])
     assert history.history["loss"][0] == pytest.approx(parts, rel=1e-5)
-    after = model.box_predictor.weights
+    after = model.roi_heads.box_predictor.weights
     assert any(not np.allclose(b, a.numpy()) for b, a in zip(before, after, strict=True))
 
 
@@ -162,17 +162,21 @@ def test_fine_tuning_to_another_class_count_skips_only_class_dependent_layers():
     source = tiny()
     target = tiny(num_classes=5)
     report = load_weights_by_name(target, source, verbose=False)
-    assert sorted(report.skipped_mismatched) == ["box_predictor", "mask_predictor"]
-    for name in ("resnet18", "fpn", "rpn_head", "box_head", "mask_head"):
+    # The RoI heads differ in shape, so they are matched sublayer by sublayer: only the
+    # class-dependent layers are skipped.
+    assert sorted(report.skipped_mismatched) == [
+        "roi_heads/box_predictor/bbox_pred", "roi_heads/box_predictor/cls_score",
+        "roi_heads/mask_predictor/mask_fcn_logits"]
+    for name in ("resnet18", "fpn", "rpn", "roi_heads/box_head", "roi_heads/mask_head"):
         assert name in report.loaded
-    for a, b in zip(target.mask_head.weights, source.mask_head.weights, strict=True):
+    for a, b in zip(target.roi_heads.mask_head.weights, source.roi_heads.mask_head.weights, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
 def test_trainable_layers_freeze_backbone_stages():
     heads = tiny(trainable_layers="heads")
     assert not heads.backbone.trainable_weights
-    assert heads.rpn_head.trainable_weights
+    assert heads.rpn.trainable_weights
     partial = tiny(trainable_layers="4+")
     names = {w.path for w in partial.backbone.trainable_weights}
     assert names and not any("conv3_" in n or "conv2_" in n or "conv1_" in n for n in names)
@@ -195,13 +199,16 @@ def test_mixed_precision():
 
 def test_invalid_arguments_raise_value_errors():
     with pytest.raises(ValueError, match="backbone"):
-        MaskRCNN(num_classes=3, backbone="vgg16")
+        segzoo.get_model("mask_rcnn", num_classes=3, backbone="vgg16")
     with pytest.raises(ValueError, match="roi_pooler"):
-        MaskRCNN(num_classes=3, backbone="resnet18", roi_pooler="crop")
+        segzoo.get_model("mask_rcnn", num_classes=3, backbone="resnet18", roi_pooler="crop")
     with pytest.raises(ValueError, match="class_agnostic"):
-        MaskRCNN(num_classes=3, backbone="resnet18", mask_loss="softmax", class_agnostic_masks=True)
+        segzoo.get_model("mask_rcnn", num_classes=3, backbone="resnet18", mask_loss="softmax",
+                         class_agnostic_masks=True)
     with pytest.raises(ValueError, match="category_ids"):
-        MaskRCNN(num_classes=3, backbone="resnet18", category_ids=[1, 2])
+        segzoo.get_model("mask_rcnn", num_classes=3, backbone="resnet18", category_ids=[1, 2])
+    with pytest.raises(ValueError, match="rpn_nms_treshold.*did you mean rpn_nms_threshold"):
+        segzoo.get_model("mask_rcnn", num_classes=3, backbone="resnet18", rpn_nms_treshold=0.6)
 
 
 @pytest.mark.slow
