@@ -36,6 +36,7 @@ import math
 
 import tensorflow as tf
 
+from segzoo.arguments import size_pair
 from segzoo.blocks.roi_sampling import (
     _ASSUMED_CHANNELS,
     _add,
@@ -51,22 +52,6 @@ from segzoo.blocks.roi_sampling import (
 )
 
 # --------------------------------------------------------------------------- validation
-
-
-def _pair(output_size, name="output_size"):
-    if isinstance(output_size, int) and not isinstance(output_size, bool):
-        output_size = (output_size, output_size)
-    try:
-        out_h, out_w = (int(v) for v in output_size)
-        ok = all(float(v) == int(v) for v in output_size)
-    except (TypeError, ValueError):
-        ok = False
-    if not ok or out_h < 1 or out_w < 1:
-        raise ValueError(
-            f"{name} must be a positive int or a pair (height, width) of positive ints; "
-            f"received {output_size!r}."
-        )
-    return out_h, out_w
 
 
 def _prepare(features, boxes, box_indices):
@@ -215,7 +200,7 @@ def roi_align(features, boxes, box_indices, output_size, spatial_scale=1.0,
     Returns:
         `[K, out_h, out_w, C]` in the features' dtype (computed in float32).
     """
-    out_h, out_w = _pair(output_size)
+    out_h, out_w = size_pair(output_size, "output_size")
     features, boxes, box_indices = _prepare(features, boxes, box_indices)
     flat, loc, scale = _single_level(features, boxes, box_indices, spatial_scale)
     out = _align(flat, loc, scale, boxes, out_h, out_w, int(sampling_ratio), aligned,
@@ -237,7 +222,7 @@ def roi_pool(features, boxes, box_indices, output_size, spatial_scale=1.0):
     Args/returns as `roi_align`: features `[N, H, W, C]`, boxes `[K, 4]` xyxy
     input pixels, box_indices `[K]` int32 -> `[K, out_h, out_w, C]` (features' dtype).
     """
-    out_h, out_w = _pair(output_size)
+    out_h, out_w = size_pair(output_size, "output_size")
     features, boxes, box_indices = _prepare(features, boxes, box_indices)
     flat, loc, scale = _single_level(features, boxes, box_indices, spatial_scale)
     out = _pool(flat, loc, scale, boxes, out_h, out_w, _channels(features))
@@ -263,7 +248,7 @@ def roi_warp(features, boxes, box_indices, output_size, spatial_scale=1.0):
 
     Args/returns as `roi_align`: `[K, out_h, out_w, C]` in the features' dtype.
     """
-    out_h, out_w = _pair(output_size)
+    out_h, out_w = size_pair(output_size, "output_size")
     features, boxes, box_indices = _prepare(features, boxes, box_indices)
     flat, loc, scale = _single_level(features, boxes, box_indices, spatial_scale)
     out = _warp(flat, loc, scale, boxes, out_h, out_w, _channels(features))
@@ -362,7 +347,7 @@ def multilevel_roi_pooling(features, boxes, box_indices, output_size, method="al
     """
     if method not in ("align", "pool", "warp"):
         raise ValueError(f"method must be 'align', 'pool' or 'warp'; received {method!r}.")
-    out_h, out_w = _pair(output_size)
+    out_h, out_w = size_pair(output_size, "output_size")
     min_level = int(min_level)
     features = _level_list(features, min_level)
     channels = [f.shape[-1] for f in features]

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import keras
 
+from segzoo.arguments import size_pair
 from segzoo.blocks import roi
 
 
 def _output_size(output_size):
-    out_h, out_w = roi._pair(output_size)
+    out_h, out_w = size_pair(output_size, "output_size")
     return [out_h, out_w]
 
 

@@ -26,6 +26,7 @@ import math
 
 import tensorflow as tf
 
+from segzoo.arguments import size_pair
 from segzoo.conventions import IGNORE_LABEL, IMAGENET_MEAN_RGB
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -40,15 +41,6 @@ def to_channels(images, channels):
     if channels != 1:
         raise ValueError(f"channels must be 1 or 3, got {channels!r}")
     return tf.image.rgb_to_grayscale(images)
-
-
-def _pair(size, name):
-    if isinstance(size, int):
-        size = (size, size)
-    size = tuple(int(s) for s in size)
-    if len(size) != 2 or min(size) < 1:
-        raise ValueError(f"{name} must be a positive int or (height, width), got {size!r}")
-    return size
 
 
 def _with_seeds(ds, seed):
@@ -145,7 +137,7 @@ def semantic_train_pipeline(
     Returns:
         dataset of (images float32 [B, S, S, 3] in [0, 255], masks int32 [B, S, S]).
     """
-    crop_h, crop_w = _pair(crop_size, "crop_size")
+    crop_h, crop_w = size_pair(crop_size, "crop_size")
     low, high = (float(v) for v in scale_range)
     if not 0 < low <= high:
         raise ValueError(f"scale_range must satisfy 0 < low <= high, got {scale_range!r}")
@@ -216,7 +208,7 @@ def semantic_eval_pipeline(ds, batch_size=1, *, size=None, pad_value=0.0):
     Returns:
         dataset of (images float32 [B, H, W, 3] in [0, 255], masks int32 [B, H, W]).
     """
-    target = None if size is None else _pair(size, "size")
+    target = None if size is None else size_pair(size, "size")
 
     def prepare(element):
         image = tf.cast(element["image"], tf.float32)

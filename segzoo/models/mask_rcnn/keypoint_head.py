@@ -22,9 +22,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-
-def _he_fan_out():
-    return keras.initializers.VarianceScaling(scale=2.0, mode="fan_out", distribution="untruncated_normal")
+from segzoo.models.initializers import he_fan_out
 
 
 @keras.saving.register_keras_serializable(package="segzoo")
@@ -42,7 +40,7 @@ class KeypointHead(keras.layers.Layer):
         if not self.layers_widths or min(self.layers_widths) < 1:
             raise ValueError(f"layers must be a non-empty list of positive widths, got {layers!r}")
         self.convs = [
-            keras.layers.Conv2D(width, 3, padding="same", activation="relu", kernel_initializer=_he_fan_out(),
+            keras.layers.Conv2D(width, 3, padding="same", activation="relu", kernel_initializer=he_fan_out(),
                                 dtype=self.dtype_policy, name=f"conv_fcn{i + 1}")
             for i, width in enumerate(self.layers_widths)
         ]
@@ -89,7 +87,7 @@ class KeypointPredictor(keras.layers.Layer):
             raise ValueError(f"up_scale must be >= 1, got {up_scale}")
         # Kernel 4, stride 2, TF "same" pads 1 on each side: torch's padding=4 // 2 - 1 = 1.
         self.kps_score_lowres = keras.layers.Conv2DTranspose(
-            self.num_keypoints, 4, strides=2, padding="same", kernel_initializer=_he_fan_out(),
+            self.num_keypoints, 4, strides=2, padding="same", kernel_initializer=he_fan_out(),
             dtype=self.dtype_policy, name="kps_score_lowres")
         # The upsampling runs in float32 whatever the policy (the heatmaps are logits).
         self.upsample = keras.layers.UpSampling2D(self.up_scale, interpolation="bilinear", dtype="float32",

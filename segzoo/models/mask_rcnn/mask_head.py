@@ -16,9 +16,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-
-def _he_fan_out():
-    return keras.initializers.VarianceScaling(scale=2.0, mode="fan_out", distribution="untruncated_normal")
+from segzoo.models.initializers import he_fan_out
 
 
 @keras.saving.register_keras_serializable(package="segzoo")
@@ -35,12 +33,12 @@ class MaskHead(keras.layers.Layer):
         self.layers_widths = tuple(int(w) for w in layers)
         self.deconv_channels = int(deconv_channels)
         self.convs = [
-            keras.layers.Conv2D(width, 3, padding="same", activation="relu", kernel_initializer=_he_fan_out(),
+            keras.layers.Conv2D(width, 3, padding="same", activation="relu", kernel_initializer=he_fan_out(),
                                 dtype=self.dtype_policy, name=f"mask_fcn{i + 1}")
             for i, width in enumerate(self.layers_widths)
         ]
         self.conv5_mask = keras.layers.Conv2DTranspose(
-            self.deconv_channels, 2, strides=2, activation="relu", kernel_initializer=_he_fan_out(),
+            self.deconv_channels, 2, strides=2, activation="relu", kernel_initializer=he_fan_out(),
             dtype=self.dtype_policy, name="conv5_mask")
 
     def build(self, input_shape):
@@ -76,7 +74,7 @@ class MaskPredictor(keras.layers.Layer):
         self.num_classes = int(num_classes)
         self.class_agnostic = bool(class_agnostic)
         self.mask_fcn_logits = keras.layers.Conv2D(
-            1 if self.class_agnostic else self.num_classes + 1, 1, kernel_initializer=_he_fan_out(),
+            1 if self.class_agnostic else self.num_classes + 1, 1, kernel_initializer=he_fan_out(),
             dtype=self.dtype_policy, name="mask_fcn_logits")
 
     def build(self, input_shape):

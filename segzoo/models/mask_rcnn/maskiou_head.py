@@ -28,9 +28,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-
-def _he_fan_out():
-    return keras.initializers.VarianceScaling(scale=2.0, mode="fan_out", distribution="untruncated_normal")
+from segzoo.models.initializers import he_fan_out
 
 
 def _kaiming_uniform_a1():
@@ -64,7 +62,7 @@ class MaskIoUHead(keras.layers.Layer):
         last = len(self.layers_widths) - 1
         self.convs = [
             keras.layers.Conv2D(width, 3, strides=2 if i == last else 1, padding="valid" if i == last else "same",
-                                activation="relu", kernel_initializer=_he_fan_out(), dtype=self.dtype_policy,
+                                activation="relu", kernel_initializer=he_fan_out(), dtype=self.dtype_policy,
                                 name=f"maskiou_fcn{i + 1}")
             for i, width in enumerate(self.layers_widths)
         ]
