@@ -64,10 +64,10 @@ def _evaluate_with_progress(args, model, info, ds):
     each image is segmented / detected whole, as `segzoo train` validates.
     """
     from segzoo.commands.predict import tiling_options
+    from segzoo.evaluation.loops import evaluate_instances, semantic_confusion
     from segzoo.inference.inputs import Progress
     from segzoo.inference.runner import Predictor
     from segzoo.inference.tta import parse_tta
-    from segzoo.training.plot_callback import instance_evaluator, semantic_confusion
 
     tta = parse_tta(args.tta)
     tile, overlap = tiling_options(args)
@@ -81,15 +81,15 @@ def _evaluate_with_progress(args, model, info, ds):
         if model.task == "semantic":
             _check_classes(model, info)
             labels_fn = None if tta is None and tile is None else predictor.labels
-            cm, count = semantic_confusion(model, elements, labels_fn, args.max_images, progress)
+            cm, count = semantic_confusion(model, elements, labels_fn, max_images=args.max_images,
+                                           progress=progress)
             metrics = cm.metrics()
             metrics["num_images"] = count
             return metrics, None, cm
         detect_fn = predictor.detect if tile is None else predictor.detections
-        evaluator, count = instance_evaluator(model, elements, info, detect_fn, args.max_images,
-                                              progress, class_names=list(info.class_names))
-        metrics = evaluator.compute()
-        metrics["num_images"] = count
+        metrics, evaluator = evaluate_instances(
+            model, elements, info, max_images=args.max_images, class_names=list(info.class_names),
+            detect_fn=detect_fn, progress=progress)
         return metrics, evaluator, None
 
 

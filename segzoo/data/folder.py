@@ -67,17 +67,7 @@ def list_pairs(data_dir, split) -> list[tuple[str, str, str]]:
         )
     if not os.path.isdir(mask_dir):
         raise ValueError(f"folder: {mask_dir!r} is missing; expected the masks of split {split!r}.")
-    images = {}
-    for filename in sorted(os.listdir(image_dir)):
-        stem, ext = os.path.splitext(filename)
-        if ext.lower() not in IMAGE_EXTENSIONS:
-            continue
-        if stem in images:
-            raise ValueError(
-                f"folder: two images named {stem!r} in {image_dir!r} "
-                f"({os.path.basename(images[stem])}, {filename}); expected one per name."
-            )
-        images[stem] = os.path.join(image_dir, filename)
+    images = readers.files_by_stem(image_dir, IMAGE_EXTENSIONS, "folder", "images")
     masks = {
         os.path.splitext(f)[0]: os.path.join(mask_dir, f)
         for f in os.listdir(mask_dir)

@@ -64,21 +64,6 @@ def instance_folder_splits(data_dir) -> tuple[str, ...]:
     ))
 
 
-def _by_stem(directory, extensions, what):
-    files = {}
-    for filename in sorted(os.listdir(directory)):
-        stem, ext = os.path.splitext(filename)
-        if ext.lower() not in extensions:
-            continue
-        if stem in files:
-            raise ValueError(
-                f"instance_folder: two {what} named {stem!r} in {directory!r} "
-                f"({os.path.basename(files[stem])}, {filename}); expected one per name."
-            )
-        files[stem] = os.path.join(directory, filename)
-    return files
-
-
 def list_items(data_dir, split) -> list[tuple[str, str, str, str | None]]:
     """(name, image, mask, class JSON or None) of a split, sorted by name; checks pairing."""
     data_dir = _require_dir(data_dir)
@@ -89,8 +74,8 @@ def list_items(data_dir, split) -> list[tuple[str, str, str, str | None]]:
             f"instance_folder: split {split!r} not found: {base!r} needs images/ and masks/; "
             f"available splits: {instance_folder_splits(data_dir)}."
         )
-    images = _by_stem(image_dir, readers.IMAGE_EXTENSIONS, "images")
-    masks = _by_stem(mask_dir, MASK_EXTENSIONS, "masks")
+    images = readers.files_by_stem(image_dir, readers.IMAGE_EXTENSIONS, "instance_folder", "images")
+    masks = readers.files_by_stem(mask_dir, MASK_EXTENSIONS, "instance_folder", "masks")
     if not images:
         raise ValueError(f"instance_folder: split {split!r} is empty: no "
                          f"{'/'.join(readers.IMAGE_EXTENSIONS)} files in {image_dir!r}.")

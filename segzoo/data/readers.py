@@ -387,6 +387,28 @@ def check_labels(mask: np.ndarray, num_classes: int, path, ignore_label: int = I
         )
 
 
+def files_by_stem(directory, extensions, dataset: str, what: str) -> dict[str, str]:
+    """{name stem: path} of the files in `directory` whose extension (any case) is in
+    `extensions`, sorted by file name.
+
+    Raises:
+        ValueError: two files share a stem (``a.png`` and ``a.jpg``): naming both, since
+            each name must pair with exactly one image / mask.
+    """
+    files = {}
+    for filename in sorted(os.listdir(directory)):
+        stem, ext = os.path.splitext(filename)
+        if ext.lower() not in extensions:
+            continue
+        if stem in files:
+            raise ValueError(
+                f"{dataset}: two {what} named {stem!r} in {directory!r} "
+                f"({os.path.basename(files[stem])}, {filename}); expected one per name."
+            )
+        files[stem] = os.path.join(directory, filename)
+    return files
+
+
 def read_split_list(path) -> list[str]:
     """Names listed one per line in an ImageSets-style file (first column).
 

@@ -9,8 +9,8 @@ figures of `segzoo.evaluation.plots` as TensorBoard images under
     semantic: confusion_matrix, per_class_iou
     instance: box_pr_curves, box_ap_by_size, mask_pr_curves, mask_ap_by_size
 
-The numbers are those `segzoo eval` computes (`semantic_confusion`,
-`instance_evaluator`), on the capped validation subset.
+The numbers are those `segzoo eval` computes (`segzoo.evaluation.loops`), on the
+capped validation subset.
 """
 
 from __future__ import annotations
@@ -18,71 +18,15 @@ from __future__ import annotations
 import os
 
 import keras
-import numpy as np
-
-
-def semantic_confusion(model, elements, labels_fn=None, max_images=None, progress=None):
-    """(`ConfusionMatrix`, image count) of a semantic model over raw elements {"image", "mask"}.
-
-    Args:
-        labels_fn: `labels_fn(image uint8 [H, W, 3]) -> class ids [H, W]`; default
-            `segzoo.inference.predict_labels` (the whole image, as `segzoo eval`).
-        progress: optional `segzoo.inference.inputs.Progress`, advanced per image.
-    """
-    from segzoo.evaluation.loops import evaluate_elements
-    from segzoo.evaluation.semantic import ConfusionMatrix
-    from segzoo.inference import predict_labels
-
-    labels_fn = labels_fn or (lambda image: predict_labels(model, image))
-    cm = ConfusionMatrix(len(model.class_names))
-
-    def add(element):
-        cm.update(np.asarray(element["mask"]), labels_fn(np.asarray(element["image"])))
-        if progress is not None:
-            progress.update()
-
-    count = evaluate_elements(elements, add, dict, max_images=max_images)["num_images"]
-    return cm, count
-
-
-def instance_evaluator(model, elements, info=None, detect_fn=None, max_images=None, progress=None,
-                       class_names=None):
-    """(computed `InstanceEvaluator`, image count) of an instance model over raw elements.
-
-    Args:
-        detect_fn: `detect_fn(image) -> {"boxes", "scores", "classes", "masks" [N, H, W]}`
-            (numpy, valid detections); default `segzoo.inference.predict_instances`.
-        class_names: K names of classes 1..K (default `model.foreground_class_names`).
-    """
-    from segzoo.evaluation.instance import InstanceEvaluator
-    from segzoo.evaluation.loops import INSTANCE_GT_KEYS, evaluate_elements, instance_iou_types
-    from segzoo.inference import predict_instances
-
-    detect_fn = detect_fn or (lambda image: predict_instances(model, image))
-    category_ids = info.category_ids if info is not None and info.category_ids else None
-    evaluator = InstanceEvaluator(
-        category_ids=category_ids or model.category_ids,
-        class_names=class_names if class_names is not None else model.foreground_class_names,
-        iou_types=instance_iou_types(model))
-
-    def add(element):
-        image = np.asarray(element["image"])
-        gt = {k: np.asarray(element[k]) for k in INSTANCE_GT_KEYS if k in element}
-        evaluator.add(int(np.asarray(element["image_id"])), gt, detect_fn(image),
-                      image_size=image.shape[:2])
-        if progress is not None:
-            progress.update()
-
-    count = evaluate_elements(elements, add, evaluator.compute, max_images=max_images)["num_images"]
-    return evaluator, count
 
 
 def evaluation_figures(model, elements, info=None, max_images=None) -> dict:
     """{name: matplotlib Figure} of `model` on raw validation elements."""
     from segzoo.evaluation import plots
+    from segzoo.evaluation.loops import evaluate_instances, semantic_confusion
 
     if model.task == "instance":
-        evaluator, _ = instance_evaluator(model, elements, info, max_images=max_images)
+        _, evaluator = evaluate_instances(model, elements, info, max_images=max_images)
         figures = {}
         for prefix, coco_eval in evaluator.coco_evals.items():
             figures[f"{prefix}_pr_curves"] = plots.precision_recall_figure(

@@ -99,3 +99,11 @@ def test_rgb_mask_rejected(tmp_path):
     Image.fromarray(np.zeros((12, 17, 3), np.uint8)).save(tmp_path / "val" / "masks" / "c.png")
     with pytest.raises(ValueError, match=r"c\.png.*mode 'RGB'"):
         load("folder", "val", tmp_path, num_classes=5, validate=True)
+
+
+def test_two_images_with_one_name_are_refused(tmp_path):
+    """`a.png` and `a.jpg` would both pair with `masks/a.png`: an error naming both files."""
+    images, masks = _make(tmp_path, np.random.default_rng(0))
+    Image.fromarray(images["a"]).save(tmp_path / "train" / "images" / "a.jpg")
+    with pytest.raises(ValueError, match=r"folder: two images named 'a' .*a\.jpg, a\.png"):
+        load("folder", "train", tmp_path)

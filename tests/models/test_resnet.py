@@ -236,12 +236,17 @@ def test_imagenet_weights_from_the_keras_cache(tmp_path, monkeypatch):
                                   reference.get_layer("conv4_block2_3_bn").moving_variance.numpy())
 
 
-def test_weight_errors(tmp_path):
+def test_weight_errors(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEGZOO_HOME", str(tmp_path / "segzoo_home"))
+    monkeypatch.setenv("SEGZOO_OFFLINE", "1")
     with pytest.raises(FileNotFoundError, match="missing.h5"):
         resnet18(weights=str(tmp_path / "missing.h5"))
-    with pytest.raises(ValueError, match="depth 18"):
+    # Keras publishes no ResNet-18 ImageNet file; the torchvision one needs the torchvision layout.
+    with pytest.raises(ValueError, match="layout='torchvision'"):
         resnet18(weights="imagenet")
-    with pytest.raises(ValueError, match="layout='keras'"):
+    # torchvision layout + "imagenet": torchvision's file, converted once; offline and absent,
+    # one line naming the file and where to put it.
+    with pytest.raises(FileNotFoundError, match=r"resnet50-0676ba61\.pth .*put it there"):
         resnet_backbone(50, weights="imagenet", layout="torchvision")
     path = str(tmp_path / "r18.h5")
     resnet18().save(path)

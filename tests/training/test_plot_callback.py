@@ -8,9 +8,9 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from segzoo.evaluation.loops import semantic_confusion
 from segzoo.evaluation.semantic import ConfusionMatrix
 from segzoo.training.fit import train
-from segzoo.training.plot_callback import semantic_confusion
 from tests.training import tiny_model  # registers "tiny_segmenter"
 
 

@@ -96,6 +96,7 @@ def test_semantic_models_under_the_global_bfloat16_policy(name, kwargs):
     assert label_agreement(expected.argmax(-1), logits.argmax(-1)) >= 0.98
 
 
+@pytest.mark.slow  # two Mask R-CNN traces: ~1 min on 2 idle cores, far more on a shared one
 def test_mask_rcnn_under_the_global_bfloat16_policy_infers_and_trains():
     from tests.models.mask_rcnn.test_model import TINY, batch
 
