@@ -157,12 +157,19 @@ def resnet_state_dict(depth, seed=0):
     return {k: alive_value(k, s, seed) for k, s in resnet_shapes(depth).items()}
 
 
-def detector_state_dict(arch="maskrcnn_resnet50_fpn", seed=0, released=True, cls_scale=0.08):
+def detector_state_dict(arch="maskrcnn_resnet50_fpn", seed=0, released=True, cls_scale=0.08,
+                        rpn_cls_scale=0.1):
     """A maskrcnn/keypointrcnn_resnet50_fpn state dict (old key names when `released`).
 
     `cls_scale` scales the classifier so detections exist with a spread of
     scores (0.08: on a 512 x 512 photo about half of the 100 torchvision
     detections score >= 0.3, the best ~0.45); box deltas are damped (x 0.1).
+    The RPN objectness conv is damped by `rpn_cls_scale` (x 0.1): undamped, the
+    random FPN levels (std ~12) give objectness logits of 17..83, sigmoid is
+    exactly 1.0 in float32 for every top candidate, and torchvision's proposal
+    ranking (on float32 probabilities) becomes an arbitrary sort of ties, so
+    no other implementation can reproduce its proposals. Damped, the top
+    logits are ~2..8 and the ranking is well defined.
     """
     state = {}
     for key, shape in detector_shapes(arch).items():
@@ -173,5 +180,7 @@ def detector_state_dict(arch="maskrcnn_resnet50_fpn", seed=0, released=True, cls
             value = value * 0.1
         elif key == "rpn.head.bbox_pred.weight":
             value = value * 0.1
+        elif key in ("rpn.head.cls_logits.weight", "rpn.head.cls_logits.bias"):
+            value = value * rpn_cls_scale
         state[key] = value
     return released_names(state) if released else state

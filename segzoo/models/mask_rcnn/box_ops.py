@@ -104,11 +104,13 @@ def nms_padded(boxes, scores, valid, iou_threshold, max_output_size, groups=None
     far = tf.constant([-1e7, -1e7, -1e7 + 1.0, -1e7 + 1.0], tf.float32)
     safe_boxes = tf.where(valid[..., None], boxes, far)
     # Pad to at least K candidates so every output slot exists.
+    # The padded rows are the same far unit box; real boxes keep their size
+    # (a sub-pixel-thin proposal at the image border must not be widened to
+    # 1 px: that changes its IoUs and so torchvision's NMS result).
     pad = tf.maximum(max_output_size - num_candidates, 0)
-    safe_boxes = tf.pad(safe_boxes, [[0, 0], [0, pad], [0, 0]], constant_values=-1e7)
+    pad_rows = tf.tile(far[None, None, :], tf.stack([tf.shape(safe_boxes)[0], pad, 1]))
+    safe_boxes = tf.concat([safe_boxes, pad_rows], axis=1)
     safe_scores = tf.pad(safe_scores, [[0, 0], [0, pad]], constant_values=-1e9)
-    # The padded rows are [-1e7]*4 (zero area): give them a unit size too.
-    safe_boxes = tf.concat([safe_boxes[..., :2], tf.maximum(safe_boxes[..., 2:], safe_boxes[..., :2] + 1.0)], -1)
     # non_max_suppression_padded takes [y1, x1, y2, x2]; IoU is symmetric in
     # swapping the axes, so xyxy works unchanged.
     indices, num_valid = tf.image.non_max_suppression_padded(
