@@ -19,6 +19,7 @@ import math
 
 import numpy as np
 
+from segzoo.conventions import IGNORE_LABEL
 from segzoo.training.recipes import Recipe
 
 # Mask R-CNN's min_size : max_size in the paper and torchvision (800 : 1333).
@@ -237,7 +238,7 @@ def scan_semantic(elements, num_classes, max_images=SCAN_IMAGES) -> dict:
         stds.append(pixels.std(0))
         lows.append(np.percentile(pixels, 0.5, axis=0))
         highs.append(np.percentile(pixels, 99.5, axis=0))
-        values = mask[mask != 255].astype(np.int64)
+        values = mask[mask != IGNORE_LABEL].astype(np.int64)
         counts += np.bincount(values[values < num_classes], minlength=num_classes)
     if not shorts:
         raise ValueError("the training split has no images to scan")

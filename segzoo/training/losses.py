@@ -28,6 +28,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from segzoo.conventions import IGNORE_LABEL
+
 LOSSES = ("ce", "dice", "focal", "ce+dice")
 
 
@@ -67,7 +69,7 @@ class SparseSegmentationCrossEntropy(keras.losses.Loss):
         name: loss name.
     """
 
-    def __init__(self, ignore_label: int = 255, normalize: bool = True, class_weights=None,
+    def __init__(self, ignore_label: int = IGNORE_LABEL, normalize: bool = True, class_weights=None,
                  name: str = "segmentation_cross_entropy", **kwargs):
         kwargs.pop("reduction", None)
         super().__init__(name=name, reduction="sum", **kwargs)
@@ -118,7 +120,7 @@ class SparseSegmentationFocalLoss(SparseSegmentationCrossEntropy):
     """Focal loss -(1 - p_t)^gamma log p_t per pixel (Lin et al.), ignoring `ignore_label`;
     reduced as `SparseSegmentationCrossEntropy` (module doc). gamma = 0 is the CE."""
 
-    def __init__(self, gamma: float = 2.0, ignore_label: int = 255, normalize: bool = True,
+    def __init__(self, gamma: float = 2.0, ignore_label: int = IGNORE_LABEL, normalize: bool = True,
                  class_weights=None, name: str = "segmentation_focal", **kwargs):
         super().__init__(ignore_label=ignore_label, normalize=normalize,
                          class_weights=class_weights, name=name, **kwargs)
@@ -150,7 +152,7 @@ class SparseSegmentationDiceLoss(keras.losses.Loss):
         name: loss name.
     """
 
-    def __init__(self, ignore_label: int = 255, smooth: float = 1e-5,
+    def __init__(self, ignore_label: int = IGNORE_LABEL, smooth: float = 1e-5,
                  include_background: bool = False, ce_weight: float = 0.0, class_weights=None,
                  name: str = "segmentation_dice", **kwargs):
         kwargs.pop("reduction", None)
@@ -196,7 +198,7 @@ class SparseSegmentationDiceLoss(keras.losses.Loss):
                 "class_weights": self.class_weights}
 
 
-def get_loss(name: str = "ce", *, ignore_label: int = 255, normalize: bool = True,
+def get_loss(name: str = "ce", *, ignore_label: int = IGNORE_LABEL, normalize: bool = True,
              class_weights=None) -> keras.losses.Loss:
     """The semantic loss called `name` (module doc): "ce", "dice", "focal" or "ce+dice".
 
