@@ -78,27 +78,9 @@ def list_pairs(data_dir, split) -> list[tuple[str, str, str]]:
             f"folder: split {split!r} is empty: no {'/'.join(IMAGE_EXTENSIONS)} files in "
             f"{image_dir!r}."
         )
-    missing = sorted(set(images) - set(masks))
-    if missing:
-        raise ValueError(
-            f"folder: {len(missing)} image(s) of split {split!r} have no mask, e.g. "
-            f"{images[missing[0]]!r}; expected {os.path.join(mask_dir, missing[0] + '.png')!r}."
-        )
-    orphans = sorted(set(masks) - set(images))
-    if orphans:
-        raise ValueError(
-            f"folder: {len(orphans)} mask(s) of split {split!r} have no image, e.g. "
-            f"{masks[orphans[0]]!r}; expected an image {orphans[0]}.jpg|png|tif in {image_dir!r}."
-        )
     pairs = []
-    for stem in sorted(images):
-        image_hw = readers.image_size(images[stem])
-        mask_hw = readers.image_size(masks[stem])
-        if image_hw != mask_hw:
-            raise ValueError(
-                f"folder: mask {masks[stem]!r} is {mask_hw[1]}x{mask_hw[0]} (WxH) but image "
-                f"{images[stem]!r} is {image_hw[1]}x{image_hw[0]}; expected the same size."
-            )
+    for stem in readers.paired_stems("folder", split, images, masks, image_dir, mask_dir,
+                                     ".png", "jpg|png|tif"):
         pairs.append((stem, images[stem], masks[stem]))
     return pairs
 

@@ -79,28 +79,10 @@ def list_items(data_dir, split) -> list[tuple[str, str, str, str | None]]:
     if not images:
         raise ValueError(f"instance_folder: split {split!r} is empty: no "
                          f"{'/'.join(readers.IMAGE_EXTENSIONS)} files in {image_dir!r}.")
-    missing = sorted(set(images) - set(masks))
-    if missing:
-        raise ValueError(
-            f"instance_folder: {len(missing)} image(s) of split {split!r} have no mask, e.g. "
-            f"{images[missing[0]]!r}; expected {os.path.join(mask_dir, missing[0])}.png|tif."
-        )
-    orphans = sorted(set(masks) - set(images))
-    if orphans:
-        raise ValueError(
-            f"instance_folder: {len(orphans)} mask(s) of split {split!r} have no image, e.g. "
-            f"{masks[orphans[0]]!r}; expected an image {orphans[0]}.png|jpg|tif in {image_dir!r}."
-        )
     class_dir = os.path.join(base, "classes")
     items = []
-    for stem in sorted(images):
-        image_hw = readers.image_size(images[stem])
-        mask_hw = readers.image_size(masks[stem])
-        if image_hw != mask_hw:
-            raise ValueError(
-                f"instance_folder: mask {masks[stem]!r} is {mask_hw[1]}x{mask_hw[0]} (WxH) but "
-                f"image {images[stem]!r} is {image_hw[1]}x{image_hw[0]}; expected the same size."
-            )
+    for stem in readers.paired_stems("instance_folder", split, images, masks, image_dir, mask_dir,
+                                     ".png|tif", "png|jpg|tif"):
         json_path = os.path.join(class_dir, stem + ".json")
         items.append((stem, images[stem], masks[stem],
                       json_path if os.path.isfile(json_path) else None))

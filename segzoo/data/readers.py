@@ -409,6 +409,40 @@ def files_by_stem(directory, extensions, dataset: str, what: str) -> dict[str, s
     return files
 
 
+def paired_stems(dataset: str, split: str, images: dict, masks: dict, image_dir, mask_dir,
+                 mask_suffix: str, image_suffix: str) -> list[str]:
+    """The sorted names of a split whose image and mask both exist and have one size.
+
+    `images` / `masks` are {stem: path} (`files_by_stem`); `mask_suffix` / `image_suffix`
+    name the accepted extensions in the errors (e.g. ".png|tif", "jpg|png|tif").
+
+    Raises:
+        ValueError: an image without mask, a mask without image, or a mask whose size
+            differs from its image's, naming the file and what was expected.
+    """
+    missing = sorted(set(images) - set(masks))
+    if missing:
+        raise ValueError(
+            f"{dataset}: {len(missing)} image(s) of split {split!r} have no mask, e.g. "
+            f"{images[missing[0]]!r}; expected {os.path.join(mask_dir, missing[0])}{mask_suffix}."
+        )
+    orphans = sorted(set(masks) - set(images))
+    if orphans:
+        raise ValueError(
+            f"{dataset}: {len(orphans)} mask(s) of split {split!r} have no image, e.g. "
+            f"{masks[orphans[0]]!r}; expected an image {orphans[0]}.{image_suffix} in {image_dir!r}."
+        )
+    for stem in sorted(images):
+        image_hw = image_size(images[stem])
+        mask_hw = image_size(masks[stem])
+        if image_hw != mask_hw:
+            raise ValueError(
+                f"{dataset}: mask {masks[stem]!r} is {mask_hw[1]}x{mask_hw[0]} (WxH) but image "
+                f"{images[stem]!r} is {image_hw[1]}x{image_hw[0]}; expected the same size."
+            )
+    return sorted(images)
+
+
 def read_split_list(path) -> list[str]:
     """Names listed one per line in an ImageSets-style file (first column).
 
