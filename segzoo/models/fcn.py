@@ -79,6 +79,10 @@ class FCN(SegmentationModel, keras.Model):
             with it). Narrow nets (8) let `segzoo ablate fcn` train on a CPU in
             minutes; ImageNet weights need 64.
         fc_channels: fc6 / fc7 channels (4096 = the paper).
+        preprocessing_mean: None (the Caffe ImageNet mean (103.939, 116.779,
+            123.68)) or the BGR mean, in grey levels, subtracted after RGB -> BGR
+            (the FCN authors' nets: (104.00698793, 116.66876762, 122.67891434),
+            set by `segzoo convert --from caffe`).
     Call:
         images float32 [B, H, W, 3] RGB in [0, 255], any H, W >= 1.
     Returns:
@@ -95,7 +99,7 @@ class FCN(SegmentationModel, keras.Model):
 
     def __init__(self, skips=(), num_classes=21, class_names=None, backbone_weights=None,
                  upsampling="bilinear_transposed", learnable_upsampling=False, at_once=False,
-                 dropout_rate=0.5, base_filters=64, fc_channels=4096, **kwargs):
+                 dropout_rate=0.5, base_filters=64, fc_channels=4096, preprocessing_mean=None, **kwargs):
         skips = tuple(skips)
         if skips not in ((), SKIPS[:1], SKIPS):
             raise ValueError(f"skips must be (), ('pool4',) or ('pool4', 'pool3'), got {skips!r}")
@@ -123,7 +127,8 @@ class FCN(SegmentationModel, keras.Model):
 
         # === Functional Model ===
         images = keras.Input(shape=(None, None, 3), name="images")
-        features = vgg16_features(ImageNormalization("caffe", name="preprocess")(images), pad=100,
+        normalize = ImageNormalization("caffe", mean=preprocessing_mean, name="preprocess")
+        features = vgg16_features(normalize(images), pad=100,
                                   include_fc=True, dropout_rate=dropout_rate,
                                   base_filters=base_filters, fc_channels=fc_channels)
         x = score(features["fc7"], "score_fr")
@@ -154,6 +159,7 @@ class FCN(SegmentationModel, keras.Model):
         self.dropout_rate = float(dropout_rate)
         self.base_filters = base_filters
         self.fc_channels = fc_channels
+        self.preprocessing_mean = None if preprocessing_mean is None else list(normalize.mean)
         if backbone_weights is not None:
             load_vgg16_weights(self, backbone_weights)
 
@@ -171,6 +177,7 @@ class FCN(SegmentationModel, keras.Model):
             "dropout_rate": self.dropout_rate,
             "base_filters": self.base_filters,
             "fc_channels": self.fc_channels,
+            "preprocessing_mean": self.preprocessing_mean,
         }
 
     @classmethod

@@ -3,12 +3,21 @@
 import numpy as np
 import pytest
 
+import segzoo
 from segzoo import cli
+from segzoo.models.backbones.preprocessing import CAFFE_BGR_MEAN, ImageNormalization
 from segzoo.data.voc import VOC_CLASSES
 from segzoo.models.base import load_checkpoint
 from segzoo.weights import caffe_proto
-from segzoo.weights.caffe import convert_fcn, fcn_layer_weights
+from segzoo.weights.caffe import FCN_BGR_MEAN, convert_fcn, fcn_layer_weights
 from tests.weights import writers
+
+
+def _assert_fcn_authors_preprocessing(model):
+    """The converted FCN subtracts the FCN authors' BGR mean: (img[..., ::-1] - mean)."""
+    image = np.random.default_rng(0).uniform(0, 255, (1, 5, 7, 3)).astype(np.float32)
+    expected = image[..., ::-1].astype(np.float64) - np.array([104.00698793, 116.66876762, 122.67891434])
+    np.testing.assert_allclose(model.get_layer("preprocess")(image).numpy(), expected, atol=2e-5)
 
 
 def _assert_equal_to_blobs(model, layers):
@@ -58,6 +67,7 @@ def test_cli_converts_fcn8s_caffemodel(tmp_path):
     checked = _assert_equal_to_blobs(model, layers)
     assert len(checked) == 13 + 2 + 3 + 3  # VGG convs, fc6/fc7, 3 score layers, 3 upsamplers
     assert sorted(n for n in checked if n.startswith("score")) == ["score_fr", "score_pool3", "score_pool4"]
+    _assert_fcn_authors_preprocessing(model)
     logits = model(np.zeros((1, 20, 24, 3), np.float32))
     assert logits.shape == (1, 20, 24, 21) and np.isfinite(logits.numpy()).all()
 
@@ -97,4 +107,42 @@ def test_fcn32s_fcn16s_layer_equality(arch, tmp_path):
     path = writers.write_caffemodel(str(tmp_path / "m.caffemodel"), writers.fcn_caffe_layers(arch))
     model, _ = convert_fcn(arch, path, str(tmp_path / "m.keras"))
     _, layers = caffe_proto.read_caffemodel(path)
-    _assert_equal_to_blobs(load_checkpoint(str(tmp_path / "m.keras")), layers)
+    loaded = load_checkpoint(str(tmp_path / "m.keras"))
+    _assert_equal_to_blobs(loaded, layers)
+    _assert_fcn_authors_preprocessing(loaded)
+
+
+def test_fcn_preprocessing_mean_is_saved_and_defaults_are_unchanged(tmp_path):
+    """`preprocessing_mean` (what convert_fcn sets) survives .keras; without it, Caffe's ImageNet mean."""
+    assert FCN_BGR_MEAN == (104.00698793, 116.66876762, 122.67891434)
+    model = segzoo.get_model("fcn8s", num_classes=3, base_filters=8, fc_channels=16,
+                             preprocessing_mean=FCN_BGR_MEAN)
+    path = str(tmp_path / "narrow.keras")
+    model.save(path)
+    loaded = load_checkpoint(path)
+    assert loaded.get_config()["preprocessing_mean"] == list(FCN_BGR_MEAN)
+    _assert_fcn_authors_preprocessing(loaded)
+    image = np.random.default_rng(1).uniform(0, 255, (1, 40, 36, 3)).astype(np.float32)
+    np.testing.assert_array_equal(loaded(image).numpy(), model(image).numpy())
+    # An old checkpoint's config has no preprocessing_mean: the Caffe ImageNet mean, as before.
+    config = model.get_config()
+    del config["preprocessing_mean"]
+    old = type(model).from_config(config)
+    np.testing.assert_allclose(old.get_layer("preprocess")(image).numpy(),
+                               image[..., ::-1] - np.array(CAFFE_BGR_MEAN, np.float32), atol=1e-5)
+
+
+def test_image_normalization_mean_std_options():
+    image = np.random.default_rng(2).uniform(0, 255, (2, 3, 4, 3)).astype(np.float32)
+    layer = ImageNormalization("torch", mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
+    np.testing.assert_allclose(layer(image).numpy(), (image / 255.0 - [0.5, 0.4, 0.3]) / [0.2, 0.25, 0.3],
+                               rtol=1e-5, atol=1e-5)
+    clone = ImageNormalization.from_config(layer.get_config())
+    assert (clone.mean, clone.std) == ((0.5, 0.4, 0.3), (0.2, 0.25, 0.3))
+    assert ImageNormalization("caffe").get_config()["mean"] == list(CAFFE_BGR_MEAN)
+    with pytest.raises(ValueError, match=r"`mean` must be 3 finite numbers.*\(1, 2\)"):
+        ImageNormalization("caffe", mean=(1, 2))
+    with pytest.raises(ValueError, match="`std` applies to mode 'torch' only"):
+        ImageNormalization("caffe", std=(1, 1, 1))
+    with pytest.raises(ValueError, match="`std` must be 3 positive numbers"):
+        ImageNormalization("torch", std=(1, 0, 1))
