@@ -122,12 +122,40 @@ def imagenet_weights_file(model_name: str, model_args: dict) -> str:
     return resnet_weights.imagenet_weights_path(depth)
 
 
+# Backbones whose only ImageNet weights are torchvision's (Keras has none): a recipe that
+# asks for ImageNet weights builds them in the torchvision layout (`backbone_layout`,
+# Mask R-CNN family), unless the user chose the layout.
+_TORCHVISION_ONLY_BACKBONES = ("resnet18", "resnet34")
+
+
+def imagenet_layout(recipe: Recipe, model_name: str) -> Recipe:
+    """`backbone_layout="torchvision"` for a recipe's ImageNet ResNet-18/34 (instance models).
+
+    Their ImageNet weights exist only as torchvision's file (catalogue entry
+    ``resnet18_imagenet`` / ``resnet34_imagenet``), which needs the ResNet v1.5
+    layout and torch normalisation; the Keras layout has no ImageNet weights
+    for them. The user's `--model-arg backbone_layout=` and `backbone_weights=`
+    are kept as given.
+    """
+    from segzoo.registry import get_model_spec
+
+    args = recipe.model_args
+    if (args.get("backbone_weights") != "imagenet" or _user(recipe, "model_args.backbone_weights")
+            or _user(recipe, "model_args.backbone_layout") or "backbone_layout" in args
+            or args.get("backbone") not in _TORCHVISION_ONLY_BACKBONES
+            or get_model_spec(model_name).task != "instance"):
+        return recipe
+    return dataclasses.replace(recipe, model_args={**args, "backbone_layout": "torchvision"})
+
+
 def pretrained_fallback(recipe: Recipe, model_name: str,
                         find=imagenet_weights_file) -> tuple[Recipe, dict | None]:
     """Random initialisation instead of a recipe's ImageNet backbone that cannot be had.
 
     Only when the *recipe* asked for `backbone_weights="imagenet"`: an explicit
     `--model-arg backbone_weights=imagenet` stays as it is (the model raises).
+    A recipe's ResNet-18/34 first gets the torchvision layout (`imagenet_layout`),
+    so the weights it looks for are torchvision's converted file.
 
     Returns:
         (recipe, record): record is None when nothing changed, else {"requested":
@@ -138,6 +166,7 @@ def pretrained_fallback(recipe: Recipe, model_name: str,
         return recipe, None
     if _user(recipe, "model_args.backbone_weights"):
         return recipe, None
+    recipe = imagenet_layout(recipe, model_name)
     try:
         find(model_name, recipe.model_args)
         return recipe, None

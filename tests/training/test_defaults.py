@@ -59,7 +59,8 @@ def test_recipe_imagenet_falls_back_to_random_init_but_the_users_does_not():
     kept, record = defaults.pretrained_fallback(asked, "mask_rcnn", find=_unavailable)
     assert kept.model_args["backbone_weights"] == "imagenet" and record is None
     found, record = defaults.pretrained_fallback(recipe, "mask_rcnn", find=lambda *a: "/x.h5")
-    assert found is recipe and record is None
+    # ResNet-18's only ImageNet weights are torchvision's: the recipe builds that layout
+    assert found.model_args == {**recipe.model_args, "backbone_layout": "torchvision"} and record is None
 
 
 def test_real_lookup_for_resnet18_keras_layout_is_unavailable():
