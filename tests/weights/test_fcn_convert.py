@@ -5,8 +5,8 @@ import pytest
 
 import segzoo
 from segzoo import cli
-from segzoo.models.backbones.preprocessing import CAFFE_BGR_MEAN, ImageNormalization
 from segzoo.data.voc import VOC_CLASSES
+from segzoo.models.backbones.preprocessing import CAFFE_BGR_MEAN, ImageNormalization
 from segzoo.models.base import load_checkpoint
 from segzoo.weights import caffe_proto
 from segzoo.weights.caffe import FCN_BGR_MEAN, convert_fcn, fcn_layer_weights
