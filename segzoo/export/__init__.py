@@ -59,7 +59,7 @@ def export_checkpoint(checkpoint, out, *, format="saved_model", max_detections=N
 
         representative = representative_dataset(  # a bad NAME / split fails before loading
             calibration_data, data_dir=data_dir,
-            num_images=calibration_images or DEFAULT_CALIBRATION_IMAGES)
+            num_images=DEFAULT_CALIBRATION_IMAGES if calibration_images is None else calibration_images)
     model = load_checkpoint_at(checkpoint, precision)
     if format == "tflite":
         return export_tflite(model, out, quantize=quantize, representative_dataset=representative)
