@@ -62,6 +62,9 @@ def test_calibration_data_errors(tmp_path):
     with pytest.raises(ValueError, match="'shapes' has no split 'nosuch'"):
         export_checkpoint(checkpoint, out, format="tflite", quantize="int8",
                           calibration_data="shapes:nosuch")
+    with pytest.raises(ValueError, match="calibration_images must be >= 1, got 0"):
+        export_checkpoint(checkpoint, out, format="tflite", quantize="int8",
+                          calibration_data="shapes", calibration_images=0)
     with pytest.raises(ValueError, match="Unknown dataset 'shapez'"):
         representative_dataset("shapez:train")
     assert parse_dataset_split("shapes")[:2] == ("shapes", "train")
