@@ -157,25 +157,41 @@ def resnet_state_dict(depth, seed=0):
     return {k: alive_value(k, s, seed) for k, s in resnet_shapes(depth).items()}
 
 
-def detector_state_dict(arch="maskrcnn_resnet50_fpn", seed=0, released=True, cls_scale=0.08,
-                        rpn_cls_scale=0.1):
+# Classifier scaling per detector (see `detector_state_dict`): (cls_scale, foreground logit offset).
+CLASSIFIER_SCALING = {"maskrcnn_resnet50_fpn": (0.11, 0.0), "keypointrcnn_resnet50_fpn": (0.25, -1.0)}
+
+
+def detector_state_dict(arch="maskrcnn_resnet50_fpn", seed=0, released=True, cls_scale=None,
+                        cls_offset=None, rpn_cls_scale=0.1):
     """A maskrcnn/keypointrcnn_resnet50_fpn state dict (old key names when `released`).
 
-    `cls_scale` scales the classifier so detections exist with a spread of
-    scores (0.08: on a 512 x 512 photo about half of the 100 torchvision
-    detections score >= 0.3, the best ~0.45); box deltas are damped (x 0.1).
-    The RPN objectness conv is damped by `rpn_cls_scale` (x 0.1): undamped, the
-    random FPN levels (std ~12) give objectness logits of 17..83, sigmoid is
-    exactly 1.0 in float32 for every top candidate, and torchvision's proposal
-    ranking (on float32 probabilities) becomes an arbitrary sort of ties, so
-    no other implementation can reproduce its proposals. Damped, the top
-    logits are ~2..8 and the ranking is well defined.
+    The classifier rows are centred (each row of ``cls_score.weight`` minus its
+    mean): the fc7 features are ReLU outputs with a large common component
+    whose size changes from photo to photo, and uncentred random rows turn it
+    into a per-photo shift of every class logit (one photo all background,
+    the next all foreground). Then they are scaled by `cls_scale` and
+    `cls_offset` is added to the foreground biases (defaults per arch,
+    `CLASSIFIER_SCALING`: Mask R-CNN x 0.11; Keypoint R-CNN x 0.25 and -1) so
+    that every photo of `benchmarks/detector_parity.py` has detections with
+    score >= 0.3 with a spread of scores (with 5 skimage photos and seed 0:
+    from ~10 to the 100-detection cap per photo). Box deltas are damped
+    (x 0.1). The RPN objectness conv is damped by `rpn_cls_scale` (x 0.1):
+    undamped, the random FPN levels (std ~12) give objectness logits of
+    17..83, sigmoid is exactly 1.0 in float32 for every top candidate, and
+    torchvision's proposal ranking (on float32 probabilities) becomes an
+    arbitrary sort of ties, so no other implementation can reproduce its
+    proposals. Damped, the top logits are ~2..8 and the ranking is well defined.
     """
+    default_scale, default_offset = CLASSIFIER_SCALING[arch]
+    cls_scale = default_scale if cls_scale is None else cls_scale
+    cls_offset = default_offset if cls_offset is None else cls_offset
     state = {}
     for key, shape in detector_shapes(arch).items():
         value = alive_value(key, shape, seed)
         if key == "roi_heads.box_predictor.cls_score.weight":
-            value = value * cls_scale
+            value = ((value - value.mean(axis=1, keepdims=True)) * cls_scale).astype(np.float32)
+        elif key == "roi_heads.box_predictor.cls_score.bias":
+            value = (value + np.float32(cls_offset) * (np.arange(len(value)) > 0)).astype(np.float32)
         elif key == "roi_heads.box_predictor.bbox_pred.weight":
             value = value * 0.1
         elif key == "rpn.head.bbox_pred.weight":
