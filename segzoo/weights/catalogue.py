@@ -296,4 +296,15 @@ def imagenet_resnet_path(depth, layout="torchvision"):
     if layout != "torchvision":
         raise ValueError(f"ResNet-{depth} ImageNet weights are torchvision's: build the backbone with "
                          "layout='torchvision' (Mask R-CNN: backbone_layout='torchvision')")
+    if not os.path.isfile(converted_path(name)):
+        try:
+            fetch(name)
+        except MissingFileError:
+            # Said where a backbone is asked for (`segzoo train`, `backbone_weights="imagenet"`):
+            # the way to bring the file is the weights command, not an argument of the caller.
+            item = CATALOGUE[name]
+            raise MissingFileError(
+                f"ResNet-{depth} ImageNet weights: {item.file} is not in {downloads_dir()}/ and cannot "
+                f"be downloaded now; download {item.url} and put it there, or run "
+                f"`segzoo weights get {name} --file PATH`") from None
     return get(name, verbose=False)
