@@ -305,6 +305,6 @@ def imagenet_resnet_path(depth, layout="torchvision"):
             item = CATALOGUE[name]
             raise MissingFileError(
                 f"ResNet-{depth} ImageNet weights: {item.file} is not in {downloads_dir()}/ and cannot "
-                f"be downloaded now; download {item.url} and put it there, or run "
-                f"`segzoo weights get {name} --file PATH`") from None
+                f"be downloaded now; download {item.url} and put it there, or give a copy you have to "
+                f"`segzoo weights get {name}` (its file option)") from None
     return get(name, verbose=False)

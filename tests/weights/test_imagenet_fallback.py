@@ -35,7 +35,7 @@ def test_absent_resnet18_weights_name_the_file_and_where_to_put_it(offline_home)
     assert "\n" not in reason and record["used"] is None
     assert "resnet18-f37072fd.pth" in reason and str(offline_home / "downloads") in reason
     assert "https://download.pytorch.org/models/resnet18-f37072fd.pth" in reason
-    assert "segzoo weights get resnet18_imagenet --file PATH" in reason
+    assert "give a copy you have to `segzoo weights get resnet18_imagenet` (its file option)" in reason
     assert reason.endswith("training starts from random initialisation")
     assert "layout=" not in reason  # no more "build the backbone with layout='torchvision'"
 
@@ -79,7 +79,7 @@ def test_issue_command_prints_the_line_and_records_it(offline_home, tmp_path, ca
                  "--batch-size", "4", "--out", str(run)]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if "random initialisation" in line]
     assert len(lines) == 1 and "resnet18-f37072fd.pth" in lines[0]
-    assert "segzoo weights get resnet18_imagenet --file PATH" in lines[0]
+    assert "`segzoo weights get resnet18_imagenet` (its file option)" in lines[0]
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["backbone_init"]["used"] is None
     assert "resnet18-f37072fd.pth" in metrics["backbone_init"]["reason"]
