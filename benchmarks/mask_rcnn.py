@@ -4,6 +4,8 @@
     python benchmarks/mask_rcnn.py --iters 5 --no-train --short-sides 400 800 1333 \
         --detections 0 10 50 100                        # cost growth
     python benchmarks/mask_rcnn.py --backbone resnet18 --short-sides 128 --iters 1   # smoke run
+    python benchmarks/mask_rcnn.py --weights alive --torch-python /work/benchenv/bin/python \
+        --short-sides 800 --iters 3 --no-train   # the same converted weights on both sides
 
 Prints the machine (CPU, ISA: AMX / AVX512-BF16 / AVX2, threads, versions)
 first. Modes, each side at its best:
@@ -17,12 +19,27 @@ apart) holding every mode warmed up; the parent asks for one timing at a time,
 round-robin over all (side, mode) pairs, so load changes on a shared machine
 hit every mode alike. Reported: the median over `--iters` rounds.
 
-Both models: random weights, 91 classes (segzoo num_classes=90 + background),
-one random 480x640 image resized inside to the short side (default 800). The
-detection count is forced (score threshold 0, `--detections` N kept; N = 0:
-no box passes, so neither side runs the mask head). Training step: one SGD
-step on one image with 3 instances at the short side. Ratios printed are
-torchvision's best mode / segzoo's best mode (> 1: segzoo faster).
+`--weights random` (default): both models with their own random init, 91
+classes (segzoo num_classes=90 + background), one random 480x640 image resized
+inside to the short side (default 800); the detection count is forced (score
+threshold 0, `--detections` N kept; N = 0: no box passes, so neither side runs
+the mask head).
+
+`--weights alive`: both sides run the SAME weights on a real photo
+(scikit-image's astronaut, 512x512, from the torch side): a torchvision-format
+state dict of realistic random weights (`tests.weights.synthetic`, as
+`benchmarks/detector_parity.py`) is written with `torch.save` by the torch
+side (`--torch-python`, the bench environment), loaded there into
+torchvision's COCO_V1 construction (FrozenBatchNorm2d, eps 0), and converted
+for segzoo with `segzoo.weights.convert` (the `segzoo convert` path). Both
+keep the COCO_V1 post-processing (score 0.05, NMS 0.5, 100 detections), so
+the detections are the real ones (the same on both sides to parity, see
+detector_parity.py) and the mask head and paste-back run on both; the
+detection count of every case is printed. `--detections` does not apply.
+
+Training step (both weight modes: random init): one SGD step on one image with
+3 instances at the short side. Ratios printed are torchvision's best mode /
+segzoo's best mode (> 1: segzoo faster).
 """
 
 from __future__ import annotations
@@ -33,11 +50,14 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ALIVE_ARCH = "maskrcnn_resnet50_fpn"
 
 from machine import describe_machine  # noqa: E402
 
@@ -71,11 +91,18 @@ def segzoo_cases(image, args):
     import segzoo
     from segzoo.training.precision import precision_scope
 
-    cases = {}
+    cases, counts = {}, {}
     images = tf.constant(image[None])
+    alive = _segzoo_alive_model(args) if args.weights == "alive" else None
     for precision in SEGZOO_MODES:
         for short in args.short_sides:
-            for detections in args.detections:
+            if alive is not None:
+                with precision_scope(precision):
+                    model = _resized_copy(alive, short)
+                name = f"infer {precision} short={short} det=alive"
+                cases[name] = (lambda m=model: m(images)["masks"].numpy())
+                counts[name] = int(model(images)["num_detections"][0])
+            for detections in () if alive is not None else args.detections:
                 with precision_scope(precision):
                     model = segzoo.get_model(
                         "mask_rcnn", num_classes=90, backbone=args.backbone, min_size=short,
@@ -90,7 +117,29 @@ def segzoo_cases(image, args):
     keras.utils.set_random_seed(0)
     for fn in cases.values():
         fn()  # warm-up: tracing, allocation
-    return cases
+    return cases, counts
+
+
+def _segzoo_alive_model(args):
+    """The torch side's .pth converted with `segzoo.weights.convert` (once per weights file)."""
+    from segzoo.models.base import load_checkpoint
+    from segzoo.weights import convert
+
+    out = os.path.splitext(args.alive_weights)[0] + ".keras"
+    if not os.path.isfile(out):
+        convert("torchvision", ALIVE_ARCH, args.alive_weights, out, verbose=False)
+    return load_checkpoint(out)
+
+
+def _resized_copy(model, short):
+    """`model` (converted Mask R-CNN) rebuilt at min_size `short` under the current policy, same weights."""
+    config = model.get_config()
+    transform = config["transform"]["config"]
+    transform.update(min_size=short, max_size=int(short * 1333 / 800))
+    copy = type(model).from_config(config)
+    copy(np.zeros((1, 64, 64, 3), np.float32))  # builds every layer
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def _segzoo_train_case(image, short, precision, jit, backbone):
@@ -135,12 +184,24 @@ def torch_cases(image, args):
     if args.threads:
         torch.set_num_threads(args.threads)
     tensor = torch.from_numpy(image).permute(2, 0, 1).contiguous() / 255.0
-    cases = {}
+    cases, counts = {}, {}
     for mode in TORCH_MODES:
         channels_last = mode.endswith("channels_last")
         autocast = mode.startswith("bf16")
         for short in args.short_sides:
-            for detections in args.detections:
+            if args.weights == "alive":
+                model = _torch_alive_model(short, args.alive_weights)
+                if channels_last:
+                    model = model.to(memory_format=torch.channels_last)
+
+                def infer_alive(model=model, autocast=autocast):
+                    with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=autocast):
+                        return model([tensor])
+
+                name = f"infer {mode} short={short} det=alive"
+                cases[name] = infer_alive
+                counts[name] = int(len(infer_alive()[0]["boxes"]))
+            for detections in () if args.weights == "alive" else args.detections:
                 model = maskrcnn_resnet50_fpn(
                     weights=None, weights_backbone=None, num_classes=91, min_size=short,
                     max_size=int(short * 1333 / 800), box_score_thresh=0.0 if detections else 1.01,
@@ -159,7 +220,39 @@ def torch_cases(image, args):
                     image, tensor, short, channels_last, autocast)
     for fn in cases.values():
         fn()
-    return cases
+    return cases, counts
+
+
+def _torch_alive_model(short, path):
+    """torchvision's maskrcnn_resnet50_fpn as for COCO_V1 (FrozenBN eps 0) with the weights of `path`."""
+    import torch
+    import torchvision
+    from torchvision.models.detection import backbone_utils, mask_rcnn
+    from torchvision.models.detection._utils import overwrite_eps
+    from torchvision.ops import misc
+
+    body = torchvision.models.resnet50(norm_layer=misc.FrozenBatchNorm2d)
+    model = mask_rcnn.MaskRCNN(backbone_utils._resnet_fpn_extractor(body, 3), num_classes=91,
+                               min_size=short, max_size=int(short * 1333 / 800))
+    model.load_state_dict(torch.load(path, weights_only=True))
+    overwrite_eps(model, 0.0)
+    return model.eval()
+
+
+def write_alive_weights(path):
+    """Torch side of `--weights alive`: the synthetic state dict (released key names) via torch.save,
+    and the photo both sides run on, next to it."""
+    import skimage.data
+    import torch
+
+    sys.path.insert(0, ROOT)
+    from tests.weights import synthetic
+
+    state = synthetic.detector_state_dict(ALIVE_ARCH, seed=0, released=True)
+    tmp = path + ".tmp"
+    torch.save({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()}, tmp)
+    os.replace(tmp, path)
+    np.save(os.path.splitext(path)[0] + "_photo.npy", np.ascontiguousarray(skimage.data.astronaut()[..., :3]))
 
 
 def _torch_train_case(image, tensor, short, channels_last, autocast):
@@ -189,15 +282,17 @@ def _torch_train_case(image, tensor, short, channels_last, autocast):
 def worker(side, args) -> int:
     """A child process: builds its cases, then times one case per line read from stdin."""
     image = np.random.default_rng(0).uniform(0, 255, (480, 640, 3)).astype(np.float32)
+    if args.weights == "alive":
+        image = np.load(os.path.splitext(args.alive_weights)[0] + "_photo.npy").astype(np.float32)
     if side == "segzoo":
         import tensorflow as tf
 
         if args.threads:
             tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-        cases = segzoo_cases(image, args)
+        cases, counts = segzoo_cases(image, args)
     else:
-        cases = torch_cases(image, args)
-    print(json.dumps({"cases": list(cases)}), flush=True)
+        cases, counts = torch_cases(image, args)
+    print(json.dumps({"cases": list(cases), "detections": counts}), flush=True)
     for line in sys.stdin:
         name = line.strip()
         start = time.perf_counter()
@@ -209,14 +304,15 @@ def worker(side, args) -> int:
 # --------------------------------------------------------------------------- parent
 
 
-def _start(side, argv):
-    command = [sys.executable, os.path.abspath(__file__), "--worker", side, *argv]
+def _start(side, argv, python):
+    command = [python, os.path.abspath(__file__), "--worker", side, *argv]
     process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     header = process.stdout.readline()
     if not header:
         process.wait()
-        return None, []
-    return process, json.loads(header)["cases"]
+        return None, [], {}
+    header = json.loads(header)
+    return process, header["cases"], header.get("detections", {})
 
 
 def _best(results, prefix, modes, suffix):
@@ -238,24 +334,47 @@ def main(argv=None) -> int:
     parser.add_argument("--no-train", dest="train", action="store_false")
     parser.add_argument("--no-torch", action="store_true", help="skip torchvision")
     parser.add_argument("--xla", action="store_true", help="also the XLA-compiled training step")
+    parser.add_argument("--weights", choices=["random", "alive"], default="random",
+                        help="alive: the same converted realistic weights on both sides (see above)")
+    parser.add_argument("--torch-python", default=sys.executable,
+                        help="interpreter with torch / torchvision for the torch side")
+    parser.add_argument("--work-dir", default=None, help="--weights alive: where the .pth / .keras go")
     parser.add_argument("--worker", choices=["segzoo", "torch"], help=argparse.SUPPRESS)
+    parser.add_argument("--alive-weights", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--write-alive-weights", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.write_alive_weights:
+        write_alive_weights(args.write_alive_weights)
+        return 0
     if args.worker:
         return worker(args.worker, args)
     print(describe_machine(), flush=True)
     child_argv = ["--threads", str(args.threads), "--backbone", args.backbone,
                   "--short-sides", *map(str, args.short_sides),
-                  "--detections", *map(str, args.detections)]
+                  "--detections", *map(str, args.detections), "--weights", args.weights]
     child_argv += [] if args.train else ["--no-train"]
     child_argv += ["--xla"] if args.xla else []
-    workers = {}
+    if args.weights == "alive":
+        if args.backbone != "resnet50" or args.no_torch:
+            parser.error("--weights alive converts torchvision's R50-FPN weights: needs the torch side "
+                         "(--torch-python) and --backbone resnet50")
+        work = args.work_dir or tempfile.mkdtemp(prefix="segzoo-bench-")
+        os.makedirs(work, exist_ok=True)
+        path = os.path.join(work, f"{ALIVE_ARCH}_alive.pth")
+        if not os.path.isfile(path):
+            subprocess.run([args.torch_python, os.path.abspath(__file__), "--write-alive-weights", path],
+                           check=True)
+        child_argv += ["--alive-weights", path]
+    workers, counts = {}, {}
     for side in ("segzoo",) + (() if args.no_torch or args.backbone != "resnet50" else ("torch",)):
-        process, cases = _start(side, child_argv)
+        python = args.torch_python if side == "torch" else sys.executable
+        process, cases, side_counts = _start(side, child_argv, python)
         if process is None:
             print(f"{side}: worker failed to start (torch / torchvision not installed? "
                   "pip install -r requirements-bench.txt); no comparison")
             continue
         workers[side] = (process, cases)
+        counts.update(side_counts)
     samples = {}
     for _ in range(args.iters):  # interleaved: one timing of every case per round
         for process, cases in workers.values():
@@ -269,9 +388,11 @@ def main(argv=None) -> int:
         process.wait()
     results = {name: statistics.median(times) for name, times in samples.items()}
     for name, seconds in results.items():
-        print(f"{name:55s} median {seconds:8.3f} s  (n={len(samples[name])})")
+        found = f"  {counts[name]} detections" if name in counts else ""
+        print(f"{name:55s} median {seconds:8.3f} s  (n={len(samples[name])}){found}")
+    det_suffixes = ["alive"] if args.weights == "alive" else args.detections
     for short in args.short_sides:
-        for kind, suffix_list in (("infer", [f" short={short} det={d}" for d in args.detections]),
+        for kind, suffix_list in (("infer", [f" short={short} det={d}" for d in det_suffixes]),
                                   ("train", [f" short={short}"] if args.train else [])):
             for suffix in suffix_list:
                 ours, ours_t = _best(results, kind, SEGZOO_MODES + ("float32 xla", "bfloat16 xla"),
