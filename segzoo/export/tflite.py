@@ -28,6 +28,7 @@ import os
 
 import tensorflow as tf
 
+from segzoo.errors import ArgumentError, arg
 from segzoo.export.files import replace_path, staging_directory
 from segzoo.export.saved_model import check_model
 from segzoo.export.serving import ServingModule
@@ -41,7 +42,7 @@ MASK_RCNN_TFLITE_BLOCKER = (
     "float32, <= 5-D); what still needs Flex are StridedSlice ops with new_axis_mask "
     "(`x[..., None]` on dynamic-shape tensors) in the detector's box ops (batched-NMS group "
     "offsets), post-processing (valid-box masking, paste-back weights) and the final mask "
-    "threshold; export Mask R-CNN as a SavedModel (segzoo export --format saved_model)."
+    f"threshold; export Mask R-CNN as a SavedModel ({arg('format', 'saved_model')})."
 )
 
 
@@ -59,10 +60,10 @@ def convert_to_tflite(model, *, quantize=None, representative_dataset=None) -> b
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"quantize must be one of {QUANTIZATIONS}, got {quantize!r}")
     if (quantize == "int8") != (representative_dataset is not None):
-        raise ValueError("--quantize int8 needs --calibration-data NAME[:split] "
-                         "(and --calibration-data applies to --quantize int8 only)")
+        raise ArgumentError(f"{arg('quantize', 'int8')} needs {arg('representative_dataset')} (and "
+                            f"{arg('representative_dataset')} applies to {arg('quantize', 'int8')} only)")
     if model.task != "semantic":
-        raise ValueError(MASK_RCNN_TFLITE_BLOCKER)
+        raise ArgumentError(MASK_RCNN_TFLITE_BLOCKER)
     module = ServingModule(model)
     module.signatures()  # traces, and tracks every variable the graph captures
     function = module.serving_default.get_concrete_function()
