@@ -84,12 +84,11 @@ def segzoo_step(args, size):
     """A zero-argument callable running `args.steps` steps of the `segzoo train` step at `size`."""
     import tensorflow as tf
 
+    import segzoo.data
     from segzoo.training import fit as fit_module
     from segzoo.training.optimizers import build_training_optimizer
     from segzoo.training.setup import build_model, resolve_recipe
     from segzoo.training.task_data import load_split
-
-    import segzoo.data
 
     config = {"model": "mask_rcnn", "data": args.data, "data_dir": args.data_dir, "image_size": size,
               "batch_size": args.batch_size, "epochs": 12,
