@@ -1,4 +1,4 @@
-"""Export segzoo models: SavedModel with serving signatures, TFLite for semantic models.
+"""Export segzoo models: SavedModel with serving signatures, TFLite, ONNX (semantic models).
 
     from segzoo.export import export_saved_model, export_tflite, export_checkpoint
     export_saved_model(model, "exports/unet")          # serving_default + serving_bytes
@@ -41,8 +41,10 @@ def export_checkpoint(checkpoint, out, *, format="saved_model", max_detections=N
     precision = resolve_precision(precision)
     if format not in FORMATS:
         raise ValueError(f"unknown export format {format!r}; expected one of {FORMATS}")
-    if format != "saved_model" and (serving_layout or max_detections is not None):
-        raise ValueError("--serving-layout and --max-detections apply to --format saved_model")
+    if format != "saved_model" and serving_layout:
+        raise ValueError("--serving-layout applies to --format saved_model")
+    if format == "onnx" and max_detections is not None:
+        raise ValueError("--max-detections applies to --format saved_model and tflite")
     if format != "tflite" and quantize is not None:
         raise ValueError("--quantize applies to --format tflite")
     if format != "saved_model" and precision != "float32":
@@ -60,7 +62,8 @@ def export_checkpoint(checkpoint, out, *, format="saved_model", max_detections=N
             num_images=calibration_images or DEFAULT_CALIBRATION_IMAGES)
     model = load_checkpoint_at(checkpoint, precision)
     if format == "tflite":
-        return export_tflite(model, out, quantize=quantize, representative_dataset=representative)
+        return export_tflite(model, out, quantize=quantize, representative_dataset=representative,
+                             max_detections=max_detections)
     if format == "onnx":
         from segzoo.export.onnx import export_onnx
 
