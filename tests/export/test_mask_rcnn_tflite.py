@@ -121,3 +121,13 @@ def test_instance_tflite_arguments(tmp_path):
     with pytest.raises(ValueError, match="exceeds the model's max_detections=8"):
         export_tflite(model, tmp_path / "m.tflite", max_detections=9)
     assert not os.path.exists(tmp_path / "m.tflite")
+
+
+@pytest.mark.slow  # the conversion runs about a minute before it fails
+def test_keypoint_rcnn_tflite_names_the_blocking_op(tmp_path):
+    # roi_heads.py masks the keypoints with valid[..., None, None]: a StridedSlice with
+    # new_axis_mask, which TFLite has only in TF Select (README "TFLite").
+    model = build("keypoint_rcnn", num_keypoints=4)
+    with pytest.raises(ValueError, match="needs StridedSlice from TF Select"):
+        export_tflite(model, tmp_path / "k.tflite")
+    assert not os.path.exists(tmp_path / "k.tflite")
