@@ -49,7 +49,7 @@ def _scale_jitter(text: str):
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from error
 def _add_inference_options(parser) -> None:
-    parser.add_argument("--tile", type=int, default=None, metavar="SIZE",
+    parser.add_argument("--tile", dest="tile_size", type=int, default=None, metavar="SIZE",
                         help="sliding-window inference in SIZE x SIZE tiles for larger images")
     parser.add_argument("--overlap", type=int, default=None, metavar="PX",
                         help="pixels shared by neighbouring tiles (default SIZE // 4)")
@@ -206,8 +206,49 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_flags(parser: argparse.ArgumentParser, command: str) -> dict[str, str]:
+    """Python keyword -> option string of `segzoo COMMAND` (its sub-actions included).
+
+    A flag's argparse `dest` is the keyword the library takes for it (`--from` is
+    `source`, `--tile` is `tile_size`), so library messages, which name keywords
+    (`segzoo.errors`), are shown with the flags the user typed.
+    """
+    flags: dict[str, str] = {}
+
+    def collect(current):
+        # argparse has no public accessor for a parser's actions; `_actions` is stable.
+        for action in current._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                if current is parser:
+                    collect(action.choices[command])
+                else:
+                    for child in action.choices.values():
+                        collect(child)
+            elif action.option_strings and action.dest not in flags:
+                flags[action.dest] = max(action.option_strings, key=len)
+
+    collect(parser)
+    return flags
+
+
+def _error_message(error: BaseException, parser, command: str) -> str | None:
+    """The one line the CLI prints for `error` (None: not the user's error), with the
+    library's argument names as `command`'s flags."""
+    from segzoo.data.errors import user_error_message
+    from segzoo.errors import argument_errors
+
+    message = user_error_message(error)
+    if message is None:
+        return None
+    flags = command_flags(parser, command)
+    for found in argument_errors(error):  # also when wrapped in another error's message
+        message = message.replace(str(found), found.render(flags))
+    return message
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.command not in _WITHOUT_TENSORFLOW:
         from segzoo.commands.quiet import start_tensorflow
 
@@ -217,10 +258,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(module.run(args) or 0)
     except Exception as error:
         # Bad input -> one line, exit 2; also when TensorFlow wrapped it (an error in the
-        # data found while tf.data runs: segzoo.data.errors).
-        from segzoo.data.errors import user_error_message
-
-        message = user_error_message(error)
+        # data found while tf.data runs: segzoo.data.errors). Argument names are shown as
+        # the flags of this command (segzoo.errors).
+        message = _error_message(error, parser, args.command)
         if message is None:
             raise
         print(f"segzoo {args.command}: error: {message}", file=sys.stderr)

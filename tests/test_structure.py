@@ -4,6 +4,8 @@
   of `segzoo.models.base`, never with `getattr` / `hasattr` probes or class names.
 - The training modules import each other without a cycle.
 - The registered Keras names of the test models are unique.
+- Library error messages name Python arguments, never CLI flags (`segzoo.errors`):
+  only `segzoo/cli.py` and `segzoo/commands/` spell `--flag` in a raise or warning.
 """
 
 import ast
@@ -70,3 +72,65 @@ def test_registered_test_model_names_are_unique():
         assert registered(tiny_models.REGISTERED_NAMES[cls.__name__]) is cls
     names = [tiny_model.REGISTERED_NAME, *tiny_models.REGISTERED_NAMES.values()]
     assert len(set(names)) == len(names)
+
+
+_FLAG = re.compile(r"(?<![\w-])--[a-z][a-z-]+")
+
+
+def _message_nodes(tree):
+    """The expressions of `raise X(...)`, `*Error(...)` / `*Warning(...)` calls and
+    `warnings.warn(...)`, with the module-level strings they name (e.g. a `_BLOCKER`)."""
+    constants = {target.id: node.value for node in tree.body if isinstance(node, ast.Assign)
+                 for target in node.targets if isinstance(target, ast.Name)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Raise) and node.exc is not None:
+            yield node.exc
+        elif isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name == "warn" or name.endswith(("Error", "Exception", "Warning")):
+                yield node
+        else:
+            continue
+        for inner in ast.walk(node):
+            if isinstance(inner, ast.Name) and inner.id in constants:
+                yield constants[inner.id]
+
+
+def flags_in_messages(source: str) -> list[str]:
+    """`LINE: text` of every string literal with a `--flag` inside an error message."""
+    found = []
+    for message in _message_nodes(ast.parse(source)):
+        for node in ast.walk(message):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                    and _FLAG.search(node.value):
+                found.append(f"{node.lineno}: {node.value}")
+    return sorted(set(found), key=lambda text: int(text.split(":")[0]))
+
+
+def test_flag_check_finds_flags_in_messages_only():
+    source = (
+        '"""Docstring: `segzoo export --format tflite`."""\n'
+        'BLOCKER = "export it as a SavedModel (--format saved_model)"\n'
+        'def f(x):\n'
+        '    """--quantize in a docstring is fine."""\n'
+        '    # --comment too\n'
+        '    if x:\n'
+        '        raise ValueError(f"--quantize {x!r} applies to tflite")\n'
+        '    if x == 2:\n'
+        '        raise ValueError(BLOCKER)\n'
+        '    warnings.warn("pass --model-arg min_size=3")\n'
+        '    return "a-b --- c"\n')
+    assert [line.split(":")[0] for line in flags_in_messages(source)] == ["2", "7", "10"]
+
+
+LIBRARY = [p for p in sorted(ROOT.rglob("*.py"))
+           if p.name != "cli.py" or p.parent != ROOT
+           if "commands" not in p.relative_to(ROOT).parts]
+
+
+@pytest.mark.parametrize("path", LIBRARY, ids=lambda p: str(p.relative_to(ROOT)))
+def test_library_messages_name_arguments_not_flags(path):
+    assert not flags_in_messages(path.read_text()), (
+        f"{path.relative_to(ROOT)}: name the Python argument with segzoo.errors.arg(...) "
+        "(the CLI shows it as the flag)")

@@ -50,6 +50,7 @@ from segzoo.ablation.studies import (
     model_parameters,
     select_studies,
 )
+from segzoo.errors import ArgumentError, arg
 
 TRAIN_SHARE = 0.7  # first guess of a run's training share of its budget (the rest: build, eval)
 _TIME_BUDGET_EPOCHS = 100_000  # "until the time limit"
@@ -170,10 +171,10 @@ def _load_plan(out, settings):
             plan = json.load(f)
         if plan.get("settings") != settings:
             changed = sorted(k for k in settings if plan.get("settings", {}).get(k) != settings[k])
-            raise ValueError(
-                f"--out {out!r} holds an ablation with other settings ({', '.join(changed)}: "
+            raise ArgumentError(
+                f"{arg('out', out)} holds an ablation with other settings ({', '.join(changed)}: "
                 f"{', '.join(repr(plan.get('settings', {}).get(k)) for k in changed)}); rerun it "
-                "with the same flags to resume, or pick another --out")
+                f"with the same settings to resume, or pick another {arg('out')}")
         return plan
     plan = {"settings": settings, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     _write_json(path, plan)
@@ -265,15 +266,16 @@ def run_ablation(family_name, *, out: str | None = None, studies=None, minutes=N
 
     family = get_family(family_name)
     if minutes is not None and epochs is not None:
-        raise ValueError(f"give --minutes or --epochs, not both (got {minutes} and {epochs})")
+        raise ArgumentError(f"give {arg('minutes')} or {arg('epochs')}, not both "
+                            f"(got {minutes} and {epochs})")
     if epochs is None and minutes is None:
         minutes = family.default_minutes
     if minutes is not None and not minutes > 0:
-        raise ValueError(f"--minutes must be > 0, got {minutes!r}")
-    for name, value in (("--epochs", epochs), ("--steps-per-epoch", steps_per_epoch),
-                        ("--seeds", seeds), ("--eval-images", eval_images)):
+        raise ArgumentError(f"{arg('minutes')} must be > 0, got {minutes!r}")
+    for name, value in (("epochs", epochs), ("steps_per_epoch", steps_per_epoch),
+                        ("seeds", seeds), ("eval_images", eval_images)):
         if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            raise ArgumentError(f"{arg(name)} must be a positive integer, got {value!r}")
     selected = select_studies(family, studies)
     skipped = [s.name for s in family.studies if s not in selected]
     if not studies and skipped:

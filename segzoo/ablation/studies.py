@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 
+from segzoo.errors import ArgumentError, arg
 from segzoo.training.recipes import RECIPES, Recipe
 
 
@@ -265,16 +266,16 @@ def select_studies(family: Family, names=None) -> tuple[Study, ...]:
     wanted = [n.strip() for name in names for n in str(name).split(",") if n.strip()]
     unknown = [n for n in wanted if n not in known]
     if unknown:
-        raise ValueError(
-            f"--studies {','.join(unknown)!s}: unknown study for {family.name}; "
+        raise ArgumentError(
+            f"{arg('studies', ','.join(unknown))}: unknown study for {family.name}; "
             f"expected some of {', '.join(known)}")
     selected = []
     for name in dict.fromkeys(wanted):
         study = known[name]
         missing = [v.name for v in study.variants if not model_supports(v)]
         if missing:
-            raise ValueError(
-                f"--studies {name}: variant(s) {', '.join(missing)} need model arguments "
+            raise ArgumentError(
+                f"{arg('studies', name)}: variant(s) {', '.join(missing)} need model arguments "
                 f"{sorted({k for v in study.variants for k in v.model_args})} that this segzoo "
                 f"build's {study.variants[0].model!r} does not accept")
         selected.append(study)

@@ -40,11 +40,11 @@ def predict_semantic(model, image, name, out_dir):
 
 def tiling_options(args) -> tuple:
     """(tile, overlap) of `--tile` / `--overlap` (overlap defaults to a quarter tile)."""
-    if args.tile is None:
+    if args.tile_size is None:
         if args.overlap:
             raise ValueError(f"--overlap {args.overlap} needs --tile SIZE")
         return None, 0
-    return args.tile, args.tile // 4 if args.overlap is None else args.overlap
+    return args.tile_size, args.tile_size // 4 if args.overlap is None else args.overlap
 
 
 def run(args) -> int:

@@ -102,8 +102,7 @@ def _check_split(data_dir, split, splits, prefix="instances"):
         raise ValueError(
             f"coco: no split {split!r}: {missing!r} does not exist. Annotation files found in "
             f"{os.path.join(data_dir, 'annotations')!r}: {_annotation_files(data_dir)}; expected "
-            f"{prefix}_{{split}}.json for the splits used (--train-split / --val-split / "
-            f"--split; available: {list(splits)})."
+            f"{prefix}_{{split}}.json for each split used (available: {list(splits)})."
         )
 
 

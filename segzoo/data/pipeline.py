@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from segzoo.arguments import size_pair
 from segzoo.conventions import IGNORE_LABEL, IMAGENET_MEAN_RGB
+from segzoo.errors import ArgumentError, arg
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -344,8 +345,8 @@ def instance_train_pipeline(
         if not 0 < jitter_low <= jitter_high:
             raise ValueError(f"scale_jitter must satisfy 0 < low <= high, got {scale_jitter!r}")
         if "keypoints" in ds.element_spec:
-            raise ValueError("scale_jitter (large-scale jitter) is not implemented for keypoint "
-                             "data; train keypoint models without --scale-jitter")
+            raise ArgumentError(f"{arg('scale_jitter')} (large-scale jitter) is not implemented for "
+                                f"keypoint data; train keypoint models without {arg('scale_jitter')}")
         default_pad = int(math.ceil(target / 32) * 32)
     else:
         default_pad = instance_pad_size(target, max_size)

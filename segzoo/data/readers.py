@@ -38,6 +38,7 @@ import os
 import numpy as np
 
 from segzoo.conventions import IGNORE_LABEL
+from segzoo.errors import ArgumentError, arg
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 TIFF_EXTENSIONS = (".tif", ".tiff")
@@ -494,8 +495,8 @@ def require_data_dir(dataset, data_dir, layout) -> str:
     """`data_dir` as an absolute path; `ValueError` when it is None (the `dataset` needs
     `--data-dir`, holding `layout`) or not a directory."""
     if data_dir is None:
-        raise ValueError(
-            f"The {dataset!r} dataset needs data_dir (--data-dir): a directory holding {layout}."
+        raise ArgumentError(
+            f"The {dataset!r} dataset needs {arg('data_dir')}: a directory holding {layout}."
         )
     data_dir = os.path.abspath(os.fspath(data_dir))
     if not os.path.isdir(data_dir):

@@ -34,6 +34,8 @@ import threading
 
 import tensorflow as tf
 
+from segzoo.errors import ArgumentError, arg
+
 _ADDRESS = re.compile(r"^(grpc://)?([A-Za-z0-9_.\-]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$")
 _SHARD = threading.local()
 
@@ -46,8 +48,8 @@ def parse_address(address) -> str:
     """
     match = _ADDRESS.match(str(address or "").strip())
     if not match or not 0 < int(match.group(3)) < 65536:
-        raise ValueError(f"--data-service {address!r}: expected a dispatcher address "
-                         "grpc://HOST:PORT (e.g. grpc://127.0.0.1:5050)")
+        raise ArgumentError(f"{arg('data_service', address)}: expected a dispatcher address "
+                            "grpc://HOST:PORT (e.g. grpc://127.0.0.1:5050)")
     return f"grpc://{match.group(2)}:{match.group(3)}"
 
 

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from segzoo.errors import ArgumentError, arg
 from segzoo.export.saved_model import export_saved_model
 from segzoo.export.serving import ServingModule
 from segzoo.export.tflite import convert_to_tflite, export_tflite
@@ -42,24 +43,25 @@ def export_checkpoint(checkpoint, out, *, format="saved_model", max_detections=N
     if format not in FORMATS:
         raise ValueError(f"unknown export format {format!r}; expected one of {FORMATS}")
     if format != "saved_model" and serving_layout:
-        raise ValueError("--serving-layout applies to --format saved_model")
+        raise ArgumentError(f"{arg('serving_layout')} applies to {arg('format', 'saved_model')}")
     if format == "onnx" and max_detections is not None:
-        raise ValueError("--max-detections applies to --format saved_model and tflite")
+        raise ArgumentError(f"{arg('max_detections')} applies to {arg('format', 'saved_model')} "
+                            f"and {arg('format', 'tflite')}")
     if format != "tflite" and quantize is not None:
-        raise ValueError("--quantize applies to --format tflite")
+        raise ArgumentError(f"{arg('quantize')} applies to {arg('format', 'tflite')}")
     if format != "saved_model" and precision != "float32":
-        raise ValueError(f"--precision {precision} applies to --format saved_model; "
-                         f"--format {format} is exported from float32 (see --quantize)")
+        raise ArgumentError(f"{arg('precision', precision)} applies to {arg('format', 'saved_model')}; "
+                            f"{arg('format', format)} is exported from float32 (see {arg('quantize')})")
     if (quantize == "int8") != (calibration_data is not None):
-        raise ValueError("--quantize int8 needs --calibration-data NAME[:split] "
-                         "(and --calibration-data applies to --quantize int8 only)")
+        raise ArgumentError(f"{arg('quantize', 'int8')} needs {arg('calibration_data', 'NAME[:split]')} "
+                            f"(and {arg('calibration_data')} applies to {arg('quantize', 'int8')} only)")
     representative = None
     if calibration_data is not None:
         from segzoo.export.quantize import DEFAULT_CALIBRATION_IMAGES, representative_dataset
 
         representative = representative_dataset(  # a bad NAME / split fails before loading
             calibration_data, data_dir=data_dir,
-            num_images=calibration_images or DEFAULT_CALIBRATION_IMAGES)
+            num_images=DEFAULT_CALIBRATION_IMAGES if calibration_images is None else calibration_images)
     model = load_checkpoint_at(checkpoint, precision)
     if format == "tflite":
         return export_tflite(model, out, quantize=quantize, representative_dataset=representative,

@@ -25,6 +25,7 @@ import os
 
 import tensorflow as tf
 
+from segzoo.errors import ArgumentError, arg
 from segzoo.export.files import replace_path, staging_directory
 from segzoo.export.saved_model import check_model
 from segzoo.export.serving import IMAGES_SPEC, ServingModule
@@ -39,7 +40,7 @@ MASK_RCNN_ONNX_BLOCKER = (
     "'.../non_max_suppression_padded/PartitionedCall/while'\", then \"make_sure failure: "
     "Cannot find node with output '.../non_max_suppression_padded/PartitionedCall/cond_2:2' "
     "in graph 'cond_3_true_...'\"). Export Mask R-CNN as a SavedModel "
-    "(segzoo export --format saved_model)."
+    f"({arg('format', 'saved_model')})."
 )
 
 
@@ -47,7 +48,7 @@ def _tf2onnx():
     try:
         import tf2onnx
     except ImportError as error:  # an optional dependency: say which package to install
-        raise ValueError("--format onnx needs the tf2onnx package (pip install tf2onnx==1.17.0, "
+        raise ValueError("ONNX export needs the tf2onnx package (pip install tf2onnx==1.17.0, "
                          f"see requirements.txt): {error}") from error
     tf2onnx.logging.set_level(logging.ERROR)
     return tf2onnx
@@ -57,7 +58,7 @@ def convert_to_onnx(model, *, opset=ONNX_OPSET):
     """Converts a semantic segzoo model's serving function; returns the `onnx.ModelProto`."""
     check_model(model)
     if model.task != "semantic":
-        raise ValueError(MASK_RCNN_ONNX_BLOCKER)
+        raise ArgumentError(MASK_RCNN_ONNX_BLOCKER)
     tf2onnx = _tf2onnx()
     module = ServingModule(model)
     function = tf.function(module._predict, input_signature=[IMAGES_SPEC])

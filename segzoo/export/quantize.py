@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from segzoo.errors import ArgumentError, arg
+
 DEFAULT_CALIBRATION_IMAGES = 64
 
 
@@ -29,16 +31,16 @@ def parse_dataset_split(text, *, data_dir=None, default_split="train"):
     import segzoo.data
 
     if not text or not isinstance(text, str):
-        raise ValueError(f"--calibration-data expects NAME[:split] (e.g. shapes:train), "
-                         f"got {text!r}")
+        raise ArgumentError(f"{arg('calibration_data')} expects NAME[:split] (e.g. shapes:train), "
+                            f"got {text!r}")
     name, _, split = text.partition(":")
     load_kwargs = {"task": "semantic"} if name == "shapes" else {}
     info = segzoo.data.get_info(name, data_dir=data_dir, **load_kwargs)
     if not split:
         split = default_split if default_split in info.splits else info.splits[0]
     if split not in info.splits:
-        raise ValueError(f"--calibration-data {text!r}: {name!r} has no split {split!r}; "
-                         f"expected one of {', '.join(info.splits)}")
+        raise ArgumentError(f"{arg('calibration_data', text)}: {name!r} has no split {split!r}; "
+                            f"expected one of {', '.join(info.splits)}")
     return name, split, info
 
 
@@ -61,7 +63,7 @@ def representative_dataset(text, *, data_dir=None, num_images=DEFAULT_CALIBRATIO
     when iterated, if the split gives no image.
     """
     if num_images is not None and int(num_images) < 1:
-        raise ValueError(f"--calibration-images must be >= 1, got {num_images}")
+        raise ArgumentError(f"{arg('calibration_images')} must be >= 1, got {num_images}")
     _, ds = _images(text, data_dir, num_images, "train")  # validates now
 
     def generate():
@@ -70,7 +72,7 @@ def representative_dataset(text, *, data_dir=None, num_images=DEFAULT_CALIBRATIO
             count += 1
             yield [np.asarray(element["image"], np.uint8)[None]]
         if count == 0:
-            raise ValueError(f"--calibration-data {text!r} has no images")
+            raise ArgumentError(f"{arg('calibration_data', text)} has no images")
 
     return generate
 

@@ -40,6 +40,7 @@ import os
 import tensorflow as tf
 
 from segzoo.blocks.roi_sampling import roi_export_mode
+from segzoo.errors import ArgumentError, arg
 from segzoo.export.files import replace_path, staging_directory
 from segzoo.export.saved_model import check_max_detections, check_model
 from segzoo.export.serving import ServingModule
@@ -47,9 +48,9 @@ from segzoo.export.serving import ServingModule
 QUANTIZATIONS = (None, "fp16", "int8")
 
 INSTANCE_INT8_BLOCKER = (
-    "quantize='int8' applies to semantic models; full-integer quantisation of an instance "
-    "model (box decoding, NMS and paste-back in int8) is not offered: export it with "
-    "quantize=None (float32) or quantize='fp16'")
+    f"{arg('quantize', 'int8')} applies to semantic models; full-integer quantisation of an "
+    "instance model (box decoding, NMS and paste-back in int8) is not offered: export it in "
+    f"float32 (without {arg('quantize')}) or with {arg('quantize', 'fp16')}")
 
 
 def convert_to_tflite(model, *, quantize=None, representative_dataset=None,
@@ -71,10 +72,10 @@ def convert_to_tflite(model, *, quantize=None, representative_dataset=None,
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"quantize must be one of {QUANTIZATIONS}, got {quantize!r}")
     if (quantize == "int8") != (representative_dataset is not None):
-        raise ValueError("--quantize int8 needs --calibration-data NAME[:split] "
-                         "(and --calibration-data applies to --quantize int8 only)")
+        raise ArgumentError(f"{arg('quantize', 'int8')} needs {arg('representative_dataset')} (and "
+                            f"{arg('representative_dataset')} applies to {arg('quantize', 'int8')} only)")
     if model.task != "semantic" and quantize == "int8":
-        raise ValueError(INSTANCE_INT8_BLOCKER)
+        raise ArgumentError(INSTANCE_INT8_BLOCKER)
     check_max_detections(model, max_detections)
     module = ServingModule(model, max_detections=max_detections)
     # Traces (the export path of the RoI ops, for instance models), and tracks
@@ -95,10 +96,11 @@ def convert_to_tflite(model, *, quantize=None, representative_dataset=None,
         needed = _select_ops(str(error))
         if not needed:
             raise
-        raise ValueError(
+        raise ArgumentError(
             f"{type(model).__name__} does not convert to TFLite builtin ops: it needs {needed} "
             "from TF Select (the Flex delegate, which tf.lite.Interpreter of the TensorFlow "
-            "wheel does not link); export it as a SavedModel (format='saved_model')") from error
+            f"wheel does not link); export it as a SavedModel ({arg('format', 'saved_model')})"
+        ) from error
 
 
 def _select_ops(message: str) -> str:

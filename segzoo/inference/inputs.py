@@ -81,7 +81,7 @@ def expand_inputs(items, extensions=IMAGE_EXTENSIONS) -> list[str]:
         stem = output_stem(path)
         if stem in by_stem:
             raise ValueError(f"inputs {by_stem[stem]!r} and {path!r} would both write "
-                             f"{stem}.png; predict them into different --out directories")
+                             f"{stem}.png; predict them into different output directories")
         by_stem[stem] = path
     return unique
 

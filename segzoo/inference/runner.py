@@ -24,6 +24,7 @@ import sys
 import numpy as np
 from PIL import Image
 
+from segzoo.errors import ArgumentError, arg
 from segzoo.inference import inputs
 from segzoo.inference.instances import Instances
 from segzoo.inference.tiling import (
@@ -56,7 +57,7 @@ class Predictor:
         if tile_size is not None:
             tile_size, overlap = check_tiling(tile_size, overlap)
         if tta is not None and model.task != "semantic":
-            raise ValueError("--tta applies to semantic models; this checkpoint is an instance model")
+            raise ArgumentError(f"{arg('tta')} applies to semantic models; this checkpoint is an instance model")
         self.model, self.tile_size, self.overlap = model, tile_size, overlap
         self.tta, self.score_threshold, self.tile_batch = tta, float(score_threshold), int(tile_batch)
         self.task = model.task
@@ -205,7 +206,7 @@ def predict_paths(predictor: Predictor, paths, out_dir, *, read_image, batch_siz
     if resume:
         todo = [p for p in paths
                 if not inputs.outputs_exist(out_dir, inputs.output_stem(p), predictor.outputs)]
-        print(f"--resume: {len(paths) - len(todo)} of {len(paths)} images already written, "
+        print(f"resume: {len(paths) - len(todo)} of {len(paths)} images already written, "
               f"{len(todo)} to go", file=stream)
     verbose = len(todo) <= 10 if verbose is None else verbose
     failures = inputs.Failures()

@@ -36,6 +36,7 @@ from __future__ import annotations
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from segzoo.errors import ArgumentError, arg
 from segzoo.inference.instances import Instances
 
 WINDOWS = ("gaussian", "linear")
@@ -44,10 +45,11 @@ WINDOWS = ("gaussian", "linear")
 def check_tiling(tile_size, overlap) -> tuple[int, int]:
     """(tile, overlap) as ints; ValueError unless tile >= 1 and 0 <= overlap < tile."""
     if tile_size is None or isinstance(tile_size, bool) or int(tile_size) != tile_size or tile_size < 1:
-        raise ValueError(f"--tile must be a positive number of pixels, got {tile_size!r}")
+        raise ArgumentError(f"{arg('tile_size')} must be a positive number of pixels, got {tile_size!r}")
     overlap = 0 if overlap is None else overlap
     if isinstance(overlap, bool) or int(overlap) != overlap or not 0 <= overlap < tile_size:
-        raise ValueError(f"--overlap must be 0 <= PX < --tile ({tile_size}), got {overlap!r}")
+        raise ArgumentError(f"{arg('overlap')} must be >= 0 and < {arg('tile_size', tile_size)}, "
+                            f"got {overlap!r}")
     return int(tile_size), int(overlap)
 
 

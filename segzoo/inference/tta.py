@@ -23,6 +23,8 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
+from segzoo.errors import ArgumentError, arg
+
 
 @dataclasses.dataclass(frozen=True)
 class TTAConfig:
@@ -60,16 +62,16 @@ def parse_tta(text: str | None) -> TTAConfig | None:
         if token.lower().startswith("scales="):
             in_scales, token = True, token.split("=", 1)[1]
         if not in_scales:
-            raise ValueError(f"--tta {text!r}: unknown item {token!r}; {expected}")
+            raise ArgumentError(f"{arg('tta', text)}: unknown item {token!r}; {expected}")
         try:
             scale = float(token)
         except ValueError:
-            raise ValueError(f"--tta {text!r}: scale {token!r} is not a number; {expected}") from None
+            raise ArgumentError(f"{arg('tta', text)}: scale {token!r} is not a number; {expected}") from None
         if not np.isfinite(scale) or scale <= 0:
-            raise ValueError(f"--tta {text!r}: scale {token!r} must be a positive number; {expected}")
+            raise ArgumentError(f"{arg('tta', text)}: scale {token!r} must be a positive number; {expected}")
         scales.append(scale)
     if not flip and not scales:
-        raise ValueError(f"--tta {text!r}: nothing to do; {expected}")
+        raise ArgumentError(f"{arg('tta', text)}: nothing to do; {expected}")
     return TTAConfig(flip=flip, scales=tuple(scales) if scales else (1.0,))
 
 

@@ -20,6 +20,7 @@ import math
 import numpy as np
 
 from segzoo.conventions import IGNORE_LABEL
+from segzoo.errors import ArgumentError, arg
 from segzoo.training.recipes import Recipe
 
 # Mask R-CNN's min_size : max_size in the paper and torchvision (800 : 1333).
@@ -39,12 +40,12 @@ def check_image_size(recipe: Recipe, task: str) -> None:
         ValueError: a semantic recipe with a list of sizes or a scale jitter.
     """
     if task != "instance" and isinstance(recipe.image_size, list | tuple):
-        raise ValueError(f"--image-size {','.join(map(str, recipe.image_size))}: several sizes "
+        raise ArgumentError(f"{arg('image_size', list(recipe.image_size))}: several sizes "
                          "(multi-scale training) are for instance models; semantic models take "
                          "one crop size (their scale augmentation is the recipe's scale_range)")
     if task != "instance" and recipe.scale_jitter is not None:
-        raise ValueError("--scale-jitter (large-scale jitter) is for instance models; semantic "
-                         "models use the recipe's scale_range")
+        raise ArgumentError(f"{arg('scale_jitter')} (large-scale jitter) is for instance models; "
+                            "semantic models use the recipe's scale_range")
 
 
 def _user(recipe, field):

@@ -18,6 +18,8 @@ import os
 
 import tensorflow as tf
 
+from segzoo.errors import ArgumentError, arg
+
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker")
 
 
@@ -32,8 +34,8 @@ def get_strategy(name: str = "default") -> tf.distribute.Strategy:
     if name == "multi_worker":
         config = _tf_config()
         if not config.get("cluster") or "task" not in config:
-            raise ValueError(
-                "--strategy multi_worker needs TF_CONFIG with 'cluster' and 'task', e.g. "
+            raise ArgumentError(
+                f"{arg('strategy', 'multi_worker')} needs TF_CONFIG with 'cluster' and 'task', e.g. "
                 '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
                 '"task": {"type": "worker", "index": 0}}; got '
                 f"{os.environ.get('TF_CONFIG')!r}"
@@ -47,7 +49,7 @@ def get_strategy(name: str = "default") -> tf.distribute.Strategy:
     if name == "mirrored":
         devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
         return tf.distribute.MirroredStrategy(devices=devices)
-    raise ValueError(f"--strategy must be one of {STRATEGIES}, got {name!r}")
+    raise ArgumentError(f"{arg('strategy')} must be one of {STRATEGIES}, got {name!r}")
 
 
 def _tf_config() -> dict:

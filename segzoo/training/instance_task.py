@@ -74,7 +74,7 @@ class InstanceTask:
         if min_size is not None and int(largest) != int(min_size):
             warnings.warn(
                 f"training at image_size={image_size} but the model resizes to min_size={min_size} at "
-                f"inference; pass --model-arg min_size={image_size} to match", stacklevel=3)
+                f"inference; pass the model argument min_size={largest} to match", stacklevel=3)
 
     def _pipeline(self, ds, image_size, batch_size, seed, flip, shuffle):
         from segzoo.data import pipeline

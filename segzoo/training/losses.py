@@ -29,6 +29,7 @@ import keras
 import tensorflow as tf
 
 from segzoo.conventions import IGNORE_LABEL
+from segzoo.errors import ArgumentError, arg
 
 LOSSES = ("ce", "dice", "focal", "ce+dice")
 
@@ -217,4 +218,4 @@ def get_loss(name: str = "ce", *, ignore_label: int = IGNORE_LABEL, normalize: b
     if name == "ce+dice":
         return SparseSegmentationDiceLoss(ignore_label, ce_weight=1.0, class_weights=class_weights,
                                           name="segmentation_ce_dice")
-    raise ValueError(f"--loss {name!r} is not a semantic loss; expected one of {list(LOSSES)}")
+    raise ArgumentError(f"{arg('loss', name)} is not a semantic loss; expected one of {list(LOSSES)}")

@@ -34,6 +34,8 @@ import contextlib
 
 import keras
 
+from segzoo.errors import ArgumentError, arg
+
 PRECISIONS = ("float32", "bfloat16", "float16")
 POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 COMPUTE_DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
@@ -51,10 +53,10 @@ def resolve_precision(precision=None, mixed_precision=False) -> str:
     if precision is None:
         return "float16" if mixed_precision else "float32"
     if precision not in PRECISIONS:
-        raise ValueError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+        raise ArgumentError(f"{arg('precision', precision)}: expected one of {', '.join(PRECISIONS)}")
     if mixed_precision and precision != "float16":
-        raise ValueError(f"--mixed-precision means --precision float16 but --precision "
-                         f"{precision} was given; pass one of them")
+        raise ArgumentError(f"{arg('mixed_precision', True)} means {arg('precision', 'float16')} but "
+                            f"{arg('precision', precision)} was given; pass one of them")
     return precision
 
 

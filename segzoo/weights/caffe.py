@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from segzoo.errors import ArgumentError, arg
 from segzoo.weights.caffe_proto import read_caffemodel
 from segzoo.weights.torchvision import conv_kernel, deconv_kernel
 
@@ -85,9 +86,9 @@ def fcn_layer_weights(layers, model, source):
             arrays.append(blobs[1].reshape(-1))
         out[name] = arrays
     if unknown:
-        raise ValueError(
+        raise ArgumentError(
             f"{source}: layers {unknown} have weights but {model.name} has no such layer; "
-            f"check --arch (fcn32s has score_fr, fcn16s adds score_pool4, fcn8s score_pool3)")
+            f"check {arg('arch')} (fcn32s has score_fr, fcn16s adds score_pool4, fcn8s score_pool3)")
     return out
 
 
@@ -108,7 +109,7 @@ def convert_fcn(arch, weights_path, out=None, verbose=True):
     from segzoo.weights.files import save_model_atomic
 
     if arch not in FCN_ARCHS:
-        raise ValueError(f"--arch {arch!r}: Caffe conversion supports {', '.join(FCN_ARCHS)}")
+        raise ArgumentError(f"{arg('arch', arch)}: Caffe conversion supports {', '.join(FCN_ARCHS)}")
     _, layers = read_caffemodel(weights_path)
     score = next((layer for layer in layers if _target_name(layer.name) == "score_fr"), None)
     if score is None or not score.blobs:

@@ -29,6 +29,8 @@ import sys
 import urllib.error
 import urllib.request
 
+from segzoo.errors import MissingFileError, arg
+
 _TORCHVISION_LICENCE = ("BSD-3-Clause (torchvision); trained on {data}, whose terms apply "
                         "to the weights")
 _FCN_LICENCE = ("BSD-2-Clause, unrestricted use (fcn.berkeleyvision.org: Caffe's licence and "
@@ -218,7 +220,7 @@ def fetch(name, file=None, offline=None):
     if file is not None:
         file = os.fspath(file)
         if not os.path.isfile(file):
-            raise FileNotFoundError(f"--file {file!r} does not exist (expected {item.file})")
+            raise MissingFileError(f"{arg('file', file)} does not exist (expected {item.file})")
         verify(item, file)
         os.makedirs(downloads_dir(), exist_ok=True)
         tmp = destination + f".tmp-{os.getpid()}"
@@ -244,9 +246,9 @@ def fetch(name, file=None, offline=None):
             raise
         except OSError as error:
             reason = f"download failed: {getattr(error, 'reason', error)}"
-    raise FileNotFoundError(
+    raise MissingFileError(
         f"{name}: {item.file} is not in {downloads_dir()}/ and could not be fetched ({reason}); "
-        f"download {item.url} and put it there, or run `segzoo weights get {name} --file PATH`")
+        f"download {item.url} and put it there, or pass the copy you have as {arg('file', 'PATH')}")
 
 
 def get(name, file=None, offline=None, verbose=True):
@@ -273,9 +275,9 @@ def resolve_checkpoint(value):
         return value
     item = CATALOGUE[os.fspath(value)]
     if item.arch.startswith("resnet"):
-        raise ValueError(f"{value!r} is a backbone, not a checkpoint: pass it as "
-                         f"--model-arg backbone_weights=$(segzoo weights get {value}) "
-                         "--model-arg backbone_layout=torchvision")
+        raise ValueError(f"{value!r} is a backbone, not a checkpoint: give it to a model as the "
+                         f"model arguments backbone_weights=(the path `segzoo weights get {value}` "
+                         "prints) and backbone_layout=torchvision")
     return get(item.name)
 
 

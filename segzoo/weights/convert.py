@@ -19,6 +19,7 @@ import os
 
 import numpy as np
 
+from segzoo.errors import ArgumentError, MissingFileError, arg
 from segzoo.weights import caffe, torchvision
 from segzoo.weights.torch_pickle import load_state_dict
 
@@ -68,8 +69,8 @@ def convert_resnet(arch, weights, out=None, verbose=True):
     state = state_dict_from(weights)
     found = torchvision.infer_resnet_depth(state)
     if found != depth:
-        raise ValueError(f"{source}: the state dict is a ResNet-{found or '?'} "
-                         f"(block counts), not --arch {arch}")
+        raise ArgumentError(f"{source}: the state dict is a ResNet-{found or '?'} "
+                            f"(block counts), not {arg('arch', arch)}")
     layers, _ = torchvision.resnet_layer_weights(state)
     backbone = ResNetBackbone(depth=depth, layout="torchvision")
     torchvision.assign_layers(backbone, layers, source)
@@ -98,16 +99,16 @@ def convert(source, arch, weights, out, verbose=True):
         FileNotFoundError: `weights` does not exist.
     """
     if source not in ARCHS:
-        raise ValueError(f"--from {source!r}: expected one of {', '.join(ARCHS)}")
+        raise ArgumentError(f"{arg('source', source)}: expected one of {', '.join(ARCHS)}")
     if arch not in ARCHS[source]:
-        raise ValueError(f"--arch {arch!r} for --from {source}: expected one of "
-                         f"{', '.join(ARCHS[source])}")
+        raise ArgumentError(f"{arg('arch', arch)} for {arg('source', source)}: expected one of "
+                            f"{', '.join(ARCHS[source])}")
     weights = os.fspath(weights)
     if not os.path.isfile(weights):
-        raise FileNotFoundError(f"--weights {weights!r} does not exist")
+        raise MissingFileError(f"{arg('weights', weights)} does not exist")
     suffix = ".weights.h5" if arch in RESNET_ARCHS else ".keras"
     if not str(out).endswith(suffix):
-        raise ValueError(f"--out {out!r}: --arch {arch} is written as a {suffix} file")
+        raise ArgumentError(f"{arg('out', out)}: {arg('arch', arch)} is written as a {suffix} file")
     if source == "caffe":
         model, arrays = caffe.convert_fcn(arch, weights, out, verbose=verbose)
         from segzoo.models.base import load_checkpoint

@@ -43,6 +43,7 @@ import numpy as np
 
 from segzoo.conventions import TORCHVISION_MEAN_RGB as IMAGENET_MEAN
 from segzoo.conventions import TORCHVISION_STD_RGB as IMAGENET_STD
+from segzoo.errors import ArgumentError, arg
 from segzoo.weights import torchvision as tv
 
 ARCHS = ("maskrcnn_resnet50_fpn", "keypointrcnn_resnet50_fpn")
@@ -86,7 +87,7 @@ def torchvision_detector(arch, num_classes=None, **kwargs):
     from segzoo.models.mask_rcnn.keypoint_names import COCO_PERSON_KEYPOINT_NAMES
 
     if arch not in ARCHS:
-        raise ValueError(f"--arch {arch!r}: expected one of {', '.join(ARCHS)}")
+        raise ArgumentError(f"{arg('arch', arch)}: expected one of {', '.join(ARCHS)}")
     common = dict(backbone="resnet50", backbone_layout="torchvision", freeze_batchnorm=True,
                   trainable_layers="3+", roi_aligned=False, image_mean=IMAGENET_MEAN,
                   image_std=IMAGENET_STD, size_rounding="floor", **kwargs)
@@ -182,8 +183,8 @@ def detector_layer_weights(model, state_dict, source="state dict", bn_eps=TORCHV
         pairs.append((heads.keypoint_predictor.kps_score_lowres,
                       _deconv(state, "roi_heads.keypoint_predictor.kps_score_lowres")))
     if state:
-        raise ValueError(f"{source}: {len(state)} tensors have no place in {model.name} "
-                         f"(e.g. {sorted(state)[:4]}); is --arch right?")
+        raise ArgumentError(f"{source}: {len(state)} tensors have no place in {model.name} "
+                            f"(e.g. {sorted(state)[:4]}); is {arg('arch')} right?")
     return pairs
 
 
@@ -192,7 +193,7 @@ def load_detector_weights(model, state_dict, source="state dict"):
     try:
         pairs = detector_layer_weights(model, state_dict, source)
     except KeyError as error:
-        raise ValueError(f"{source}: missing tensor {error.args[0]!r}; is --arch right?") from None
+        raise ArgumentError(f"{source}: missing tensor {error.args[0]!r}; is {arg('arch')} right?") from None
     covered = {id(layer) for layer, _ in pairs}
     uncovered = [layer.name for layer in model._flatten_layers(include_self=False, recursive=True)
                  if layer.weights and not list(layer._flatten_layers(include_self=False))

@@ -27,7 +27,7 @@ def atomic_path(path: str, suffix: str):
 def save_weights_atomic(model, path: str) -> str:
     """`model.save_weights(path)` (a ``.weights.h5``) through a temporary file; returns `path`."""
     if not str(path).endswith(".weights.h5"):
-        raise ValueError(f"--out {path!r}: a backbone is written as a Keras `.weights.h5` file")
+        raise ValueError(f"{path!r}: a backbone is written as a Keras `.weights.h5` file")
     with atomic_path(path, ".weights.h5") as tmp:
         model.save_weights(tmp)
     return os.path.abspath(path)
@@ -36,7 +36,7 @@ def save_weights_atomic(model, path: str) -> str:
 def save_model_atomic(model, path: str) -> str:
     """`model.save(path)` (a ``.keras``) through a temporary file; returns `path`."""
     if not str(path).endswith(".keras"):
-        raise ValueError(f"--out {path!r}: a converted model is written as a Keras `.keras` file")
+        raise ValueError(f"{path!r}: a converted model is written as a Keras `.keras` file")
     with atomic_path(path, ".keras") as tmp:
         model.save(tmp)
     return os.path.abspath(path)

@@ -123,10 +123,10 @@ def test_time_budget_is_split_over_the_runs(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"minutes": 1, "epochs": 1}, "give --minutes or --epochs, not both"),
-    ({"seeds": 0}, "--seeds must be a positive integer, got 0"),
-    ({"minutes": -1, "epochs": None}, "--minutes must be > 0"),
-    ({"studies": ["depth"]}, "--studies depth: unknown study for tiny"),
+    ({"minutes": 1, "epochs": 1}, "give minutes or epochs, not both"),
+    ({"seeds": 0}, "seeds must be a positive integer, got 0"),
+    ({"minutes": -1, "epochs": None}, "minutes must be > 0"),
+    ({"studies": ["depth"]}, "studies='depth': unknown study for tiny"),
 ])
 def test_bad_arguments_are_value_errors(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):

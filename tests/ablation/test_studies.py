@@ -51,7 +51,7 @@ def test_shared_baselines_train_once_and_stages_come_after_their_source():
 
 
 def test_unknown_study_is_one_line_value_error():
-    with pytest.raises(ValueError, match=r"--studies roi_align: unknown study for mask_rcnn; "
+    with pytest.raises(ValueError, match=r"studies='roi_align': unknown study for mask_rcnn; "
                                          r"expected some of roi_pooler, mask_loss") as info:
         select_studies(MASK_RCNN, ["mask_loss,roi_align"])
     assert "\n" not in str(info.value)

@@ -24,7 +24,7 @@ def test_parse_address():
     assert parse_address("127.0.0.1:5050") == "grpc://127.0.0.1:5050"
     assert parse_address("grpc://dispatcher.local:80") == "grpc://dispatcher.local:80"
     for bad in ("", "localhost", "grpc://host:0", "host:99999", "http://host:80"):
-        with pytest.raises(ValueError, match="--data-service .*grpc://HOST:PORT"):
+        with pytest.raises(ValueError, match="^data_service=.*grpc://HOST:PORT"):
             parse_address(bad)
 
 
@@ -83,6 +83,18 @@ def test_cluster_shard_gives_every_task_its_own_shard():
     assert cluster_shard({}) is None
 
 
+def test_cli_names_the_data_service_flag(tmp_path, capsys):
+    from segzoo import cli
+    from tests.training import tiny_model  # noqa: F401 (registers tiny_segmenter)
+
+    assert cli.main(["train", "tiny_segmenter", "--data-service", "nohost", "--epochs", "1",
+                     "--steps-per-epoch", "1", "--batch-size", "2",
+                     "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert ("segzoo train: error: --data-service nohost: expected a dispatcher address "
+            "grpc://HOST:PORT") in err
+
+
 def test_train_with_data_service(tmp_path):
     import dataclasses
 
@@ -97,6 +109,6 @@ def test_train_with_data_service(tmp_path):
     assert np.isfinite(result.best_value)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["epochs_completed"] == 1 and metrics["data_service"] == address
-    with pytest.raises(ValueError, match="--data-service 'nohost'"):
+    with pytest.raises(ValueError, match="data_service='nohost'"):
         train({"model": "tiny_segmenter", "recipe": recipe, "out": str(tmp_path / "bad"),
                "verbose": 0, "data_service": "nohost"})

@@ -72,8 +72,28 @@ def test_cli_errors(tiny_checkpoint, tmp_path, capsys):
     keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]).save(plain)
     assert "not a segzoo model" in run_cli_error(["--checkpoint", plain, "--out", out], capsys)
 
-    assert "--quantize applies to --format tflite" in run_cli_error(
+    # The library names its arguments (quantize=...); the CLI shows the flags typed.
+    assert "error: --quantize applies to --format tflite\n" in run_cli_error(
         ["--checkpoint", tiny_checkpoint, "--out", out, "--quantize", "fp16"], capsys)
+    assert ("error: --quantize int8 needs --calibration-data NAME[:split] (and "
+            "--calibration-data applies to --quantize int8 only)") in run_cli_error(
+        ["--checkpoint", tiny_checkpoint, "--out", out, "--format", "tflite", "--quantize", "int8"],
+        capsys)
+    assert "error: --serving-layout applies to --format saved_model\n" in \
+        run_cli_error(["--checkpoint", tiny_checkpoint, "--out", out, "--format", "onnx",
+                       "--serving-layout"], capsys)
+    assert ("error: --max-detections applies to --format saved_model and --format tflite"
+            in run_cli_error(["--checkpoint", tiny_checkpoint, "--out", out, "--format", "onnx",
+                              "--max-detections", "5"], capsys))
+    assert ("error: --precision bfloat16 applies to --format saved_model; --format tflite is "
+            "exported from float32 (see --quantize)") in run_cli_error(
+        ["--checkpoint", tiny_checkpoint, "--out", out, "--format", "tflite",
+         "--precision", "bfloat16"], capsys)
+    assert "error: --calibration-data shapes:nosuch: 'shapes' has no split 'nosuch'" in \
+        run_cli_error(["--checkpoint", tiny_checkpoint, "--out", out, "--format", "tflite",
+                       "--quantize", "int8", "--calibration-data", "shapes:nosuch"], capsys)
+    with pytest.raises(ValueError, match=r"^quantize applies to format='tflite'$"):
+        export_checkpoint(tiny_checkpoint, out, quantize="fp16")
     assert "instance models only" in run_cli_error(
         ["--checkpoint", tiny_checkpoint, "--out", out, "--max-detections", "5"], capsys)
     assert not os.path.exists(out)

@@ -55,13 +55,16 @@ def test_calibration_data_errors(tmp_path):
     checkpoint = os.fspath(tmp_path / "model.keras")
     model.save(checkpoint)
     out = os.fspath(tmp_path / "m.tflite")
-    with pytest.raises(ValueError, match="--quantize int8 needs --calibration-data"):
+    with pytest.raises(ValueError, match=r"quantize='int8' needs calibration_data='NAME\[:split\]'"):
         export_checkpoint(checkpoint, out, format="tflite", quantize="int8")
-    with pytest.raises(ValueError, match="applies to --quantize int8 only"):
+    with pytest.raises(ValueError, match="calibration_data applies to quantize='int8' only"):
         export_checkpoint(checkpoint, out, format="tflite", calibration_data="shapes")
     with pytest.raises(ValueError, match="'shapes' has no split 'nosuch'"):
         export_checkpoint(checkpoint, out, format="tflite", quantize="int8",
                           calibration_data="shapes:nosuch")
+    with pytest.raises(ValueError, match="calibration_images must be >= 1, got 0"):
+        export_checkpoint(checkpoint, out, format="tflite", quantize="int8",
+                          calibration_data="shapes", calibration_images=0)
     with pytest.raises(ValueError, match="Unknown dataset 'shapez'"):
         representative_dataset("shapez:train")
     assert parse_dataset_split("shapes")[:2] == ("shapes", "train")

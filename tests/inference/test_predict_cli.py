@@ -88,7 +88,7 @@ def test_resume_skips_written_outputs_and_redoes_missing_ones(semantic_checkpoin
     capsys.readouterr()
     assert main([*args, "--resume"]) == 0
     err = capsys.readouterr().err
-    assert "--resume: 3 of 4 images already written, 1 to go" in err
+    assert "resume: 3 of 4 images already written, 1 to go" in err
     after = {n: os.stat(out / n).st_mtime_ns for n in os.listdir(out)}
     assert set(after) == set(before) | {"img02_overlay.png"}
     assert all(after[n] == before[n] for n in before if not n.startswith("img02"))
@@ -180,13 +180,17 @@ def test_instance_predict_writes_rle_masks_and_tiles_exactly_on_one_tile(instanc
 def test_bad_flags_exit_2_with_a_message(semantic_checkpoint, instance_checkpoint, tmp_path, capsys):
     path = _images(str(tmp_path / "in"), [(8, 8)])[0]
     base = ["predict", "--checkpoint", semantic_checkpoint, path, "--out", str(tmp_path / "o")]
-    for extra, message in ((["--tta", "flop"], "--tta"), (["--tile", "16", "--overlap", "16"], "--overlap"),
+    # the library's messages name tta= / tile_size= / overlap=; the CLI shows the flags
+    for extra, message in ((["--tta", "flop"], "error: --tta flop: unknown item 'flop'; expected flip"),
+                           (["--tile", "16", "--overlap", "16"],
+                            "error: --overlap must be >= 0 and < --tile 16, got 16"),
+                           (["--tile", "0"], "error: --tile must be a positive number of pixels"),
                            (["--overlap", "4"], "needs --tile")):
         capsys.readouterr()
         assert main([*base, *extra]) == 2
         assert message in capsys.readouterr().err
     assert main(["predict", "--checkpoint", instance_checkpoint, path, "--out", str(tmp_path / "o"),
                  "--tta", "flip"]) == 2
-    assert "semantic" in capsys.readouterr().err
+    assert "error: --tta applies to semantic models" in capsys.readouterr().err
     assert main([*base[:3], str(tmp_path / "nothing*.png"), *base[4:]]) == 2
     assert "matches no image" in capsys.readouterr().err

@@ -34,7 +34,7 @@ def test_tile_starts_cover_the_axis_with_equal_tiles():
         assert covered.all() and starts[-1] + size == length
         assert all(b - a <= 16 - 5 for a, b in zip(starts, starts[1:], strict=False))
     for tile, overlap in ((0, 0), (16, 16), (16, -1), (8.5, 0)):
-        with pytest.raises(ValueError, match="--tile|--overlap"):
+        with pytest.raises(ValueError, match="^(tile_size|overlap) must be"):
             check_tiling(tile, overlap)
 
 

@@ -16,7 +16,7 @@ def test_parse_tta_forms_and_errors():
     assert parse_tta(None) is None and parse_tta("none") is None
     assert parse_tta("flip,scales=0.75,1,1.25").num_passes == 6
     for bad in ("flop", "flip,0.5", "scales=a", "scales=-1", "scales=0", "flip,scales=1,nan"):
-        with pytest.raises(ValueError, match="--tta"):
+        with pytest.raises(ValueError, match="^tta='"):
             parse_tta(bad)
 
 

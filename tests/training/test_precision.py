@@ -28,9 +28,9 @@ def test_resolve_precision_and_policies():
     assert resolve_precision("float16", mixed_precision=True) == "float16"
     assert [policy_name(p) for p in ("float32", "bfloat16", "float16")] == [
         "float32", "mixed_bfloat16", "mixed_float16"]
-    with pytest.raises(ValueError, match="--precision 'int8'.*float32, bfloat16, float16"):
+    with pytest.raises(ValueError, match="precision='int8': expected one of float32, bfloat16, float16"):
         resolve_precision("int8")
-    with pytest.raises(ValueError, match="--mixed-precision means --precision float16"):
+    with pytest.raises(ValueError, match="mixed_precision=True means precision='float16' but precision='bfloat16'"):
         resolve_precision("bfloat16", mixed_precision=True)
 
 
@@ -158,7 +158,7 @@ def test_bfloat16_checkpoint_loading_and_export(tmp_path):
     assert "bfloat16" in _conv_dtypes(serving.graph.as_graph_def())  # the convs run in bfloat16
     metadata = json.loads((tmp_path / "bf16" / "assets" / "segzoo.json").read_text())
     assert metadata["task"] == "semantic"
-    with pytest.raises(ValueError, match="--precision bfloat16 applies to --format saved_model"):
+    with pytest.raises(ValueError, match="precision='bfloat16' applies to format='saved_model'"):
         from segzoo.export import export_checkpoint
 
         export_checkpoint(tmp_path / "model.keras", tmp_path / "x.tflite", format="tflite",

@@ -48,6 +48,7 @@ def test_offline_and_absent_is_one_line_naming_the_file(home, monkeypatch, capsy
     assert len(err.splitlines()) == 1
     assert "maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth" in err and str(home / "downloads") in err
     assert "https://download.pytorch.org/models/maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth" in err
+    assert err.endswith("or pass the copy you have as --file PATH")
     # the same through --checkpoint NAME
     assert cli.main(["eval", "--checkpoint", "mask_rcnn_r50_fpn_coco"]) == 2
     assert "bf2d0c1e.pth" in capsys.readouterr().err
@@ -60,6 +61,11 @@ def test_unknown_name_and_wrong_file(home, tmp_path, capsys):
     wrong.write_bytes(b"something else")
     assert cli.main(["weights", "get", "mask_rcnn_r50_fpn_coco", "--file", str(wrong)]) == 2
     assert "does not start with bf2d0c1e" in capsys.readouterr().err
+    missing = str(tmp_path / "nowhere.pth")
+    assert cli.main(["weights", "get", "mask_rcnn_r50_fpn_coco", "--file", missing]) == 2
+    assert f"error: --file {missing} does not exist (expected " in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match=r"^file='.*nowhere\.pth' does not exist"):
+        catalogue.fetch("mask_rcnn_r50_fpn_coco", file=missing)
     assert not (home / "downloads" / wrong.name).exists()
 
 

@@ -70,12 +70,16 @@ def test_wrong_arch_and_wrong_output_are_one_line_errors(tmp_path, capsys):
     pth = writers.write_torch_zip(str(tmp_path / "r18.pth"), synthetic.resnet_state_dict(18))
     assert cli.main(["convert", "--from", "torchvision", "--arch", "resnet34", "--weights", pth,
                      "--out", str(tmp_path / "x.weights.h5")]) == 2
-    assert "ResNet-18" in capsys.readouterr().err
+    err = capsys.readouterr().err  # the library names `arch`; the CLI says the flag
+    assert "the state dict is a ResNet-18 (block counts), not --arch resnet34" in err
+    assert cli.main(["convert", "--from", "torchvision", "--arch", "resnet152", "--weights", pth,
+                     "--out", str(tmp_path / "x.weights.h5")]) == 2
+    assert "error: --arch resnet152 for --from torchvision: expected one of" in capsys.readouterr().err
     with pytest.raises(ValueError, match=r"\.weights\.h5"):
         convert("torchvision", "resnet18", pth, str(tmp_path / "x.keras"))
     with pytest.raises(FileNotFoundError, match="missing.pth"):
         convert("torchvision", "resnet18", str(tmp_path / "missing.pth"), str(tmp_path / "x.weights.h5"))
-    with pytest.raises(ValueError, match="--arch 'resnet152'"):
+    with pytest.raises(ValueError, match="arch='resnet152'"):
         convert("torchvision", "resnet152", pth, str(tmp_path / "x.weights.h5"))
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".h5")]  # nothing half-written
 
