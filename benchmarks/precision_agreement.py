@@ -8,9 +8,17 @@ Loads the checkpoint twice, its layers built under the Keras `float32` and the
 `mixed_bfloat16` (`--precision`) policy, runs both on every image of the split
 and prints one JSON object:
 - semantic: `pixel_agreement` (fraction of pixels whose label is equal; goal
-  >= 0.99) and the mIoU of each precision against the ground truth;
+  >= 0.99), `foreground_agreement` (the same over the pixels either precision
+  labels non-background, so a model that says "background" almost everywhere
+  cannot pass on the background alone) and the mIoU of each precision against
+  the ground truth;
 - instance: `detections_matched` (same class, box IoU >= 0.9, detections
-  scoring >= `--score-threshold`; goal >= 0.98), and each precision's count.
+  scoring >= `--score-threshold`; goal >= 0.98), and each precision's count;
+  and `detections_matched_margin`, the same rule away from the threshold: a
+  detection scoring >= threshold + `--margin` in either precision must be
+  matched by one scoring >= threshold - margin in the other (so a score that
+  sits on the threshold and crosses it by a bfloat16 rounding is not counted
+  as a disagreement, but a confident detection that disappears is).
 Prints the machine (CPU, ISA) first: on AVX2-only CPUs bfloat16 is emulated,
 so the figures are the numbers' agreement, not a speed claim.
 """
@@ -48,6 +56,7 @@ def semantic_agreement(reference, other, elements) -> dict:
     from segzoo.inference import predict_labels
 
     agree, pixels, matrices = 0.0, 0, None
+    fg_agree, fg_pixels = 0, 0
     for info, element in elements:
         if matrices is None:
             matrices = [ConfusionMatrix(info.num_classes) for _ in range(2)]
@@ -55,38 +64,68 @@ def semantic_agreement(reference, other, elements) -> dict:
         b = predict_labels(other, element["image"])
         agree += label_agreement(a, b) * a.size
         pixels += a.size
+        foreground = (np.asarray(a) != 0) | (np.asarray(b) != 0)
+        fg_agree += int((np.asarray(a) == np.asarray(b))[foreground].sum())
+        fg_pixels += int(foreground.sum())
         matrices[0].update(element["mask"], a)
         matrices[1].update(element["mask"], b)
     if matrices is None:
         raise ValueError("the split has no images")
     return {"pixel_agreement": agree / pixels, "pixels": pixels,
+            "foreground_agreement": fg_agree / fg_pixels if fg_pixels else None,
+            "foreground_pixels": fg_pixels,
             "mean_iou_float32": matrices[0].metrics()["mean_iou"],
             "mean_iou_other": matrices[1].metrics()["mean_iou"]}
 
 
-def _detections(model, image, score_threshold):
+def _detections(model, image):
+    """All of one image's detections (numpy, cut at num_detections)."""
     out = model(image[None].astype(np.float32), training=False)
     n = int(np.asarray(out["num_detections"])[0])
-    scores = np.asarray(out["scores"])[0][:n]
-    keep = scores >= score_threshold
-    return {"boxes": np.asarray(out["boxes"])[0][:n][keep], "scores": scores[keep],
-            "classes": np.asarray(out["classes"])[0][:n][keep]}
+    return {"boxes": np.asarray(out["boxes"])[0][:n], "scores": np.asarray(out["scores"])[0][:n],
+            "classes": np.asarray(out["classes"])[0][:n]}
 
 
-def instance_agreement(reference, other, elements, score_threshold=0.5, iou_threshold=0.9):
+def _above(detections, threshold):
+    keep = detections["scores"] >= threshold
+    return {k: v[keep] for k, v in detections.items()}
+
+
+def confident_matches(a, b, score_threshold, margin, iou_threshold):
+    """(matched, total): detections of `a` scoring >= threshold + margin matched (same class,
+    IoU >= iou_threshold, one to one) by detections of `b` scoring >= threshold - margin."""
+    from segzoo.evaluation.agreement import match_detections
+
+    confident = _above(a, score_threshold + margin)
+    result = match_detections(confident, _above(b, score_threshold - margin),
+                              iou_threshold=iou_threshold)
+    return result["matched"], result["reference"]
+
+
+def instance_agreement(reference, other, elements, score_threshold=0.5, iou_threshold=0.9,
+                       margin=0.05):
     from segzoo.evaluation.agreement import match_detections, summarise_matches
 
-    matches = []
+    matches, confident, scores_diff = [], [0, 0], []
     for _, element in elements:
-        matches.append(match_detections(_detections(reference, element["image"], score_threshold),
-                                        _detections(other, element["image"], score_threshold),
+        a, b = _detections(reference, element["image"]), _detections(other, element["image"])
+        matches.append(match_detections(_above(a, score_threshold), _above(b, score_threshold),
                                         iou_threshold=iou_threshold))
+        for x, y in ((a, b), (b, a)):
+            matched, total = confident_matches(x, y, score_threshold, margin, iou_threshold)
+            confident[0] += matched
+            confident[1] += total
+        near = np.abs(a["scores"] - score_threshold) < margin
+        scores_diff.append(int(near.sum()))
     if not matches:
         raise ValueError("the split has no images")
     summary = summarise_matches(matches)
     return {"detections_matched": summary["fraction"], "matched": summary["matched"],
             "detections_float32": summary["reference"], "detections_other": summary["other"],
-            "images": len(matches), "score_threshold": score_threshold,
+            "detections_matched_margin": 1.0 if confident[1] == 0 else confident[0] / confident[1],
+            "confident_matched": confident[0], "confident_detections": confident[1],
+            "float32_detections_within_margin": sum(scores_diff),
+            "images": len(matches), "score_threshold": score_threshold, "margin": margin,
             "iou_threshold": iou_threshold}
 
 
@@ -99,6 +138,8 @@ def main(argv=None) -> int:
     parser.add_argument("--precision", default="bfloat16", choices=["bfloat16", "float16"])
     parser.add_argument("--max-images", type=int, default=None)
     parser.add_argument("--score-threshold", type=float, default=0.5)
+    parser.add_argument("--margin", type=float, default=0.05,
+                        help="score margin of detections_matched_margin (module doc)")
     args = parser.parse_args(argv)
     print(describe_machine(), flush=True)
 
@@ -112,7 +153,7 @@ def main(argv=None) -> int:
         result = semantic_agreement(reference, other, _images(args, task))
     else:
         result = instance_agreement(reference, other, _images(args, task),
-                                    score_threshold=args.score_threshold)
+                                    score_threshold=args.score_threshold, margin=args.margin)
     result.update({"checkpoint": args.checkpoint, "model": type(reference).__name__,
                    "precision": args.precision, "data": f"{args.data}:{args.split}",
                    "seconds": round(time.perf_counter() - start, 1)})

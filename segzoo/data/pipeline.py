@@ -269,6 +269,42 @@ def _boxes_of_masks(masks):
     return tf.stack([x1, y1, x2, y2], axis=1), present
 
 
+def mask_crops(masks, boxes, size):
+    """Box-resolution masks: each mask sampled on a size x size grid over its box.
+
+    Crop pixel (i, j) is the mask bilinearly interpolated at the image point
+    `(x1 + (j + 0.5) * w / size, y1 + (i + 0.5) * h / size)` (pixel centres at
+    k + 0.5, zero beyond the image), so a RoIAlign over the crop
+    (`segzoo.models.mask_rcnn.targets.roi_align_mask_crops`) reads what it would
+    read from the full mask.
+
+    Args:
+        masks: uint8 [N, H, W] (0/1).
+        boxes: float32 [N, 4] xyxy pixels of `masks`' frame.
+        size: C.
+    Returns:
+        float32 [N, C, C] in [0, 1].
+    """
+    height = tf.cast(tf.shape(masks)[1], tf.float32)
+    width = tf.cast(tf.shape(masks)[2], tf.float32)
+    boxes = tf.cast(boxes, tf.float32)
+    # crop_and_resize samples y1n * (H - 1) + i * (y2n - y1n) * (H - 1) / (C - 1): put the
+    # first and last samples on the first and last crop pixel centres (index coordinates).
+    def axis(lo, hi, extent):
+        span = hi - lo
+        scale = tf.maximum(extent - 1.0, 1.0)
+        first = lo + (0.5 / size) * span - 0.5
+        last = lo + ((size - 0.5) / size) * span - 0.5
+        return first / scale, last / scale
+
+    y1, y2 = axis(boxes[:, 1], boxes[:, 3], height)
+    x1, x2 = axis(boxes[:, 0], boxes[:, 2], width)
+    crops = tf.image.crop_and_resize(
+        tf.cast(masks, tf.float32)[..., None], tf.stack([y1, x1, y2, x2], axis=1),
+        tf.range(tf.shape(masks)[0]), [size, size], method="bilinear", extrapolation_value=0.0)
+    return crops[..., 0]
+
+
 def instance_train_pipeline(
     ds,
     image_size,
@@ -284,17 +320,22 @@ def instance_train_pipeline(
     shuffle_buffer=256,
     drop_remainder=False,
     keypoint_flip_indices=None,
+    mask_crop_size=None,
 ):
     """Resize, pad and batch an instance dataset for Mask R-CNN training.
 
-    Per image: resize by s = min(S / short side, max_size / long side,
-    P / long side) (image bilinear, masks bilinear then >= 0.5, boxes times the
+    Per image: resize by s = min(S / short side, max_size / long side[,
+    P / long side]) (image bilinear, masks bilinear then >= 0.5, boxes times the
     per-axis factors), optional horizontal flip (image, boxes and masks
-    together; x1' = w - x2, x2' = w - x1 with w the resized width), pad
-    bottom/right with zeros to P x P (P = `pad_size` or
-    `instance_pad_size(max(image_size), max_size)`), and pad the instances to
-    `max_instances` rows (class 0 = padding; beyond max_instances the first ones
-    are kept). Images with no instances are kept (all rows padding).
+    together; x1' = w - x2, x2' = w - x1 with w the resized width), and pad the
+    instances to `max_instances` rows (class 0 = padding; beyond max_instances
+    the first ones are kept). Images with no instances are kept (all rows padding).
+    Images (and masks) are padded bottom/right with zeros: by default each batch
+    to its own largest height and width rounded up to a multiple of 32 (as
+    torchvision batches; a set of 128 x 128 images trains at 128 x 128, not at
+    the 224 x 224 square `instance_pad_size(128)` that fits any aspect ratio, 3x
+    the pixels), or, with `pad_size=P`, every image to the fixed P x P (static
+    shapes; images whose long side would exceed P are shrunk to fit).
 
     Keypoints (elements with "keypoints" float32 [N, K, 3], x, y pixels and
     v): x, y are scaled as the boxes; a flip mirrors x' = w - x (torchvision's
@@ -323,20 +364,27 @@ def instance_train_pipeline(
         drop_crowd: remove crowd instances (COCO practice: they take no part in
             matching). With False they are kept and targets gain
             "is_crowd" bool [B, M].
-        pad_size: P (multiple of 32); default `instance_pad_size(...)` (with
-            `scale_jitter`: T rounded up to a multiple of 32).
+        pad_size: None (default: per-batch padding to multiples of 32, above) or
+            P (multiple of 32): a fixed P x P for every batch
+            (`instance_pad_size(max(image_size), max_size)` fits every aspect ratio).
         scale_jitter: None, or (low, high) of large-scale jitter (above; not with keypoints).
         seed: int for reproducible shuffling and flips, None for random.
         shuffle_buffer: shuffle buffer size (0 disables shuffling).
         drop_remainder: drop the last partial batch.
         keypoint_flip_indices: K ints, the flip permutation of the keypoints;
             required when elements have keypoints and `flip` is True.
+        mask_crop_size: None (full-image "masks"), or C: box-resolution masks
+            instead, "mask_crops" float32 [B, M, C, C] in [0, 1], each instance's mask
+            sampled on a C x C grid over its box (`mask_crops`; memory instances x C^2,
+            not instances x image area; the full-size masks are never resized).
 
     Returns:
-        dataset of (images float32 [B, P, P, 3] in [0, 255], targets) with targets
+        dataset of (images float32 [B, H, W, 3] in [0, 255], targets) with H, W
+        multiples of 32 (P, P with `pad_size`) and targets
         {"boxes": float32 [B, M, 4] xyxy resized-image pixels, "classes": int32
-        [B, M] (0 = padding), "masks": uint8 [B, M, P, P]} and, for elements with
-        keypoints, "keypoints": float32 [B, M, K, 3] (x, y resized-image pixels, v).
+        [B, M] (0 = padding), "masks": uint8 [B, M, H, W]} and, for elements with
+        keypoints, "keypoints": float32 [B, M, K, 3] (x, y resized-image pixels, v);
+        with `mask_crop_size` "mask_crops" float32 [B, M, C, C] replaces "masks".
     """
     sizes = _image_sizes(image_size)
     target = max(sizes)
@@ -347,13 +395,16 @@ def instance_train_pipeline(
         if "keypoints" in ds.element_spec:
             raise ArgumentError(f"{arg('scale_jitter')} (large-scale jitter) is not implemented for "
                                 f"keypoint data; train keypoint models without {arg('scale_jitter')}")
-        default_pad = int(math.ceil(target / 32) * 32)
-    else:
-        default_pad = instance_pad_size(target, max_size)
-    pad = int(pad_size) if pad_size is not None else default_pad
-    if pad % 32:
-        raise ValueError(f"pad_size must be a multiple of 32, got {pad_size!r}")
+    fixed = pad_size is not None
+    pad = int(pad_size) if fixed else None
+    if fixed and (pad < 32 or pad % 32):
+        raise ValueError(f"pad_size must be a positive multiple of 32, got {pad_size!r}")
+    # Per-batch padding: no cap from P (the long side is capped by max_size only).
+    cap = float(min(max_size, pad)) if fixed else float(max_size)
     max_instances = int(max_instances)
+    crop_size = None if mask_crop_size is None else int(mask_crop_size)
+    if crop_size is not None and crop_size < 2:
+        raise ValueError(f"mask_crop_size must be an int >= 2 or None, got {mask_crop_size!r}")
     size_table = tf.constant(sizes, tf.float32)
     has_keypoints = "keypoints" in ds.element_spec
     flip_order = None
@@ -411,6 +462,8 @@ def instance_train_pipeline(
         if scale_jitter is not None:
             image, boxes, classes, masks, is_crowd, new_h, new_w = jitter(
                 image, masks, classes, is_crowd, seed_size, seed_y, seed_x)
+            if crop_size:
+                masks = mask_crops(masks, boxes, crop_size)
         else:
             if len(sizes) > 1:
                 pick = tf.random.stateless_uniform([], seed_size, 0, len(sizes), dtype=tf.int32)
@@ -420,42 +473,51 @@ def instance_train_pipeline(
             height = tf.cast(tf.shape(image)[0], tf.float32)
             width = tf.cast(tf.shape(image)[1], tf.float32)
             short, long = tf.minimum(height, width), tf.maximum(height, width)
-            scale = tf.minimum(short_side / short, tf.minimum(float(max_size), float(pad)) / long)
-            new_h = tf.clip_by_value(tf.cast(tf.round(height * scale), tf.int32), 1, pad)
-            new_w = tf.clip_by_value(tf.cast(tf.round(width * scale), tf.int32), 1, pad)
+            scale = tf.minimum(short_side / short, cap / long)
+            limit = pad if fixed else int(math.ceil(cap))
+            new_h = tf.clip_by_value(tf.cast(tf.round(height * scale), tf.int32), 1, limit)
+            new_w = tf.clip_by_value(tf.cast(tf.round(width * scale), tf.int32), 1, limit)
             image = tf.image.resize(image, [new_h, new_w], method="bilinear")
             sx = tf.cast(new_w, tf.float32) / width
             sy = tf.cast(new_h, tf.float32) / height
             boxes = boxes * tf.stack([sx, sy, sx, sy])
             if has_keypoints:
                 points = points * tf.stack([sx, sy, 1.0])
-            n = tf.shape(masks)[0]
-            resized = tf.image.resize(
-                tf.cast(masks, tf.float32)[..., None], [new_h, new_w], method="bilinear"
-            )
-            masks = tf.cast(resized[..., 0] >= 0.5, tf.uint8)
-            masks = tf.reshape(masks, [n, new_h, new_w])
+            if crop_size:  # from the source masks, over the boxes in source pixels
+                masks = mask_crops(masks, boxes / tf.stack([sx, sy, sx, sy]), crop_size)
+            else:
+                n = tf.shape(masks)[0]
+                resized = tf.image.resize(
+                    tf.cast(masks, tf.float32)[..., None], [new_h, new_w], method="bilinear"
+                )
+                masks = tf.cast(resized[..., 0] >= 0.5, tf.uint8)
+                masks = tf.reshape(masks, [n, new_h, new_w])
         if flip:
             do_flip = tf.random.stateless_uniform([], seed2) < 0.5
             w = tf.cast(new_w, tf.float32)
             flipped = tf.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]], 1)
             image = tf.cond(do_flip, lambda: image[:, ::-1], lambda: image)
-            masks = tf.cond(do_flip, lambda: masks[:, :, ::-1], lambda: masks)
+            masks = tf.cond(do_flip, lambda: masks[:, :, ::-1], lambda: masks)  # crops: the same
             boxes = tf.cond(do_flip, lambda: flipped, lambda: boxes)
             if has_keypoints:
                 mirrored = tf.gather(points, flip_order, axis=1)
                 mirrored = tf.concat([w - mirrored[..., :1], mirrored[..., 1:]], axis=-1)
                 points = tf.cond(do_flip, lambda: mirrored, lambda: points)
-        image = tf.pad(image, [[0, pad - new_h], [0, pad - new_w], [0, 0]])
+        out_h, out_w = (pad, pad) if fixed else (new_h, new_w)
+        image = tf.pad(image, [[0, out_h - new_h], [0, out_w - new_w], [0, 0]])
         masks = masks[:max_instances]
         kept = tf.shape(masks)[0]
         rows = max_instances - kept
-        masks = tf.pad(masks, [[0, rows], [0, pad - new_h], [0, pad - new_w]])
         targets = {
             "boxes": tf.pad(boxes[:max_instances], [[0, rows], [0, 0]]),
             "classes": tf.pad(classes[:max_instances], [[0, rows]]),
-            "masks": tf.ensure_shape(masks, [max_instances, pad, pad]),
         }
+        if crop_size:
+            masks = tf.pad(masks, [[0, rows], [0, 0], [0, 0]])
+            targets["mask_crops"] = tf.ensure_shape(masks, [max_instances, crop_size, crop_size])
+        else:
+            masks = tf.pad(masks, [[0, rows], [0, out_h - new_h], [0, out_w - new_w]])
+            targets["masks"] = tf.ensure_shape(masks, [max_instances, pad, pad])
         targets["boxes"] = tf.ensure_shape(targets["boxes"], [max_instances, 4])
         targets["classes"] = tf.ensure_shape(targets["classes"], [max_instances])
         if not drop_crowd:
@@ -471,4 +533,18 @@ def instance_train_pipeline(
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     ds = _with_seeds(ds, seed)
     ds = ds.map(prepare, num_parallel_calls=AUTOTUNE, deterministic=seed is not None)
-    return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(AUTOTUNE)
+    if fixed:
+        return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(AUTOTUNE)
+    ds = ds.padded_batch(batch_size, drop_remainder=drop_remainder)
+    return ds.map(_pad_batch_to_32, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+
+
+def _pad_batch_to_32(images, targets):
+    """Pads a batch's images [B, H, W, 3] and masks [B, M, H, W] bottom/right to multiples of 32."""
+    height, width = tf.shape(images)[1], tf.shape(images)[2]
+    extra_h, extra_w = -height % 32, -width % 32
+    images = tf.pad(images, [[0, 0], [0, extra_h], [0, extra_w], [0, 0]])
+    targets = dict(targets)
+    if "masks" in targets:
+        targets["masks"] = tf.pad(targets["masks"], [[0, 0], [0, 0], [0, extra_h], [0, extra_w]])
+    return images, targets

@@ -1,4 +1,4 @@
-"""Export segzoo models: SavedModel with serving signatures, TFLite for semantic models.
+"""Export segzoo models: SavedModel with serving signatures, TFLite, ONNX (semantic models).
 
     from segzoo.export import export_saved_model, export_tflite, export_checkpoint
     export_saved_model(model, "exports/unet")          # serving_default + serving_bytes
@@ -42,9 +42,11 @@ def export_checkpoint(checkpoint, out, *, format="saved_model", max_detections=N
     precision = resolve_precision(precision)
     if format not in FORMATS:
         raise ValueError(f"unknown export format {format!r}; expected one of {FORMATS}")
-    if format != "saved_model" and (serving_layout or max_detections is not None):
-        raise ArgumentError(f"{arg('serving_layout')} and {arg('max_detections')} apply to "
-                            f"{arg('format', 'saved_model')}")
+    if format != "saved_model" and serving_layout:
+        raise ArgumentError(f"{arg('serving_layout')} applies to {arg('format', 'saved_model')}")
+    if format == "onnx" and max_detections is not None:
+        raise ArgumentError(f"{arg('max_detections')} applies to {arg('format', 'saved_model')} "
+                            f"and {arg('format', 'tflite')}")
     if format != "tflite" and quantize is not None:
         raise ArgumentError(f"{arg('quantize')} applies to {arg('format', 'tflite')}")
     if format != "saved_model" and precision != "float32":
@@ -62,7 +64,8 @@ def export_checkpoint(checkpoint, out, *, format="saved_model", max_detections=N
             num_images=DEFAULT_CALIBRATION_IMAGES if calibration_images is None else calibration_images)
     model = load_checkpoint_at(checkpoint, precision)
     if format == "tflite":
-        return export_tflite(model, out, quantize=quantize, representative_dataset=representative)
+        return export_tflite(model, out, quantize=quantize, representative_dataset=representative,
+                             max_detections=max_detections)
     if format == "onnx":
         from segzoo.export.onnx import export_onnx
 

@@ -33,6 +33,15 @@ def check_model(model) -> None:
         )
 
 
+def check_max_detections(model, max_detections) -> None:
+    """An instance model's export may keep fewer detections than the model makes, not more."""
+    model_max = model.max_detections if model.task == "instance" else None
+    if max_detections is not None and model_max is not None and int(max_detections) > model_max:
+        raise ValueError(
+            f"max_detections={max_detections} exceeds the model's max_detections={model_max}; "
+            "rebuild the model with a larger max_detections or export fewer")
+
+
 def serving_path(path, model, *, serving_layout: bool, version, name=None) -> str:
     """Where the SavedModel goes: PATH, or PATH/NAME/VERSION with `serving_layout`."""
     path = os.fspath(path)
@@ -91,11 +100,7 @@ def export_saved_model(model, path, *, max_detections=None, serving_layout=False
         the SavedModel directory written.
     """
     check_model(model)
-    model_max = model.max_detections if model.task == "instance" else None
-    if max_detections is not None and model_max is not None and int(max_detections) > model_max:
-        raise ValueError(
-            f"max_detections={max_detections} exceeds the model's max_detections={model_max}; "
-            "rebuild the model with a larger max_detections or export fewer")
+    check_max_detections(model, max_detections)
     destination = serving_path(path, model, serving_layout=serving_layout, version=version,
                                name=name)
     module = ServingModule(model, max_detections=max_detections)

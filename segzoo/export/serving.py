@@ -206,15 +206,13 @@ class ServingModule(tf.Module):
         paddings[spatial + 1] = [0, extra[1]]
         return tf.pad(value, paddings, constant_values=_PAD_VALUES.get(name, 0))
 
-    def signatures(self) -> dict:
-        """Traces the functions; returns the concrete functions to save as signatures.
+    def signatures(self, names=("serving_default", "serving_bytes")) -> dict:
+        """Traces the functions `names`; returns the concrete functions to save as signatures.
 
         Also tracks any variable the traced graphs capture beyond `model.variables`.
         """
-        functions = {
-            "serving_default": self.serving_default.get_concrete_function(),
-            "serving_bytes": self.serving_bytes.get_concrete_function(),
-        }
+        traced = {"serving_default": self.serving_default, "serving_bytes": self.serving_bytes}
+        functions = {name: traced[name].get_concrete_function() for name in names}
         known = {id(v) for v in self.model_variables}
         self.captured_variables = [
             v for function in functions.values() for v in function.variables

@@ -3,9 +3,10 @@
 `segzoo.training.tasks.get_task(model)` returns an `InstanceTask` for models
 with `task == "instance"`. It builds the training / validation pipelines
 (`instance_train_pipeline`: short side `image_size`, long side at most the
-model's `training_input_spec.max_size`, padded to a fixed multiple-of-32
-square, instances padded with class-0 rows, images without instances kept as
-negatives), compiles with the optimizer only (the model computes and reports
+model's `training_input_spec.max_size`, each batch padded to its largest
+image rounded up to multiples of 32, instances padded with class-0 rows, their
+masks at box resolution ("mask_crops" [B, M, 56, 56]), images without
+instances kept as negatives), compiles with the optimizer only (the model computes and reports
 its losses itself) and evaluates with COCO box / mask AP
 (`segzoo.evaluation.loops.evaluate_instances`).
 
@@ -43,12 +44,14 @@ class InstanceTask:
         data_args: extra keyword arguments for `segzoo.data.load`.
         scale_jitter: None or (low, high): large-scale jitter in training
             (`instance_train_pipeline`).
+        mask_crop_size: C of the box-resolution training masks ("mask_crops" [B, M, C, C],
+            memory instances x C^2; 56 = twice the mask head's 28); None = full-image masks.
     """
 
     monitor_mode = "max"
 
     def __init__(self, model, *, val_max_images=None, max_instances=100, shuffle_buffer=256,
-                 data_args=None, scale_jitter=None):
+                 data_args=None, scale_jitter=None, mask_crop_size=56):
         self.model = model
         self.monitor = "val_mask_ap" if model.has_masks else "val_keypoint_ap"
         self.val_max_images = val_max_images
@@ -56,6 +59,7 @@ class InstanceTask:
         self.shuffle_buffer = int(shuffle_buffer)
         self.data_args = dict(data_args or {})
         self.scale_jitter = None if scale_jitter is None else tuple(scale_jitter)
+        self.mask_crop_size = mask_crop_size
         if model.has_keypoints:
             self.data_args.setdefault("keypoints", True)
 
@@ -92,10 +96,11 @@ class InstanceTask:
             ds, image_size, int(batch_size), max_size=int(max_size),
             max_instances=self.max_instances, flip=flip, seed=seed,
             shuffle_buffer=self.shuffle_buffer if shuffle else 0, drop_remainder=shuffle,
-            scale_jitter=self.scale_jitter if shuffle else None, keypoint_flip_indices=order)
+            scale_jitter=self.scale_jitter if shuffle else None, keypoint_flip_indices=order,
+            mask_crop_size=self.mask_crop_size)
 
     def train_dataset(self, info, data_name, data_dir, split, image_size, batch_size, seed):
-        """(images float32 [B, P, P, 3], targets {"boxes", "classes", "masks"}) batches."""
+        """(images float32 [B, H, W, 3], targets {"boxes", "classes", "mask_crops"}) batches."""
         self._check(info, data_name, image_size)
         ds = self._load(data_name, data_dir, split)
         return self._pipeline(ds, image_size, batch_size, seed, flip=True, shuffle=True)

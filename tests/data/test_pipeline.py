@@ -149,15 +149,16 @@ def test_instance_train_pipeline_resize_flip_pad():
             _instance_dataset(), 40, 2, max_size=100, max_instances=4, seed=seed, shuffle_buffer=0
         )
         images, targets = next(iter(ds))
-        assert images.shape == (2, 96, 96, 3) and images.dtype == tf.float32
-        assert targets["boxes"].shape == (2, 4, 4) and targets["masks"].shape == (2, 4, 96, 96)
+        # Padded per batch: the largest resized image (40 x 80) rounded up to multiples of 32.
+        assert images.shape == (2, 64, 96, 3) and images.dtype == tf.float32
+        assert targets["boxes"].shape == (2, 4, 4) and targets["masks"].shape == (2, 4, 64, 96)
         assert targets["classes"].dtype == tf.int32 and targets["masks"].dtype == tf.uint8
         assert "is_crowd" not in targets
         classes = targets["classes"].numpy()
         np.testing.assert_array_equal(classes, [[1, 2, 0, 0], [0, 0, 0, 0]])  # crowd dropped
         assert targets["masks"].numpy()[1].sum() == 0  # the negative is kept
         img, boxes, masks = images.numpy()[0], targets["boxes"].numpy()[0], targets["masks"][0]
-        # short side 20 -> 40: scale 2, image 40x80, padded to 96.
+        # short side 20 -> 40: scale 2, image 40x80, padded to 64 x 96.
         assert (img[40:] == 0).all() and (img[:, 80:] == 0).all()
         flipped = img[0, 0, 0] > img[0, 79, 0]
         seen_flip |= flipped
@@ -176,9 +177,24 @@ def test_instance_train_pipeline_keeps_crowd_when_asked():
         _instance_dataset(), 20, 1, max_size=40, drop_crowd=False, flip=False, shuffle_buffer=0
     )
     _, targets = next(iter(ds))
-    assert targets["masks"].shape == (1, 100, 64, 64)
+    assert targets["masks"].shape == (1, 100, 32, 64)  # 20 x 40, padded to multiples of 32
     np.testing.assert_array_equal(targets["classes"][0, :4], [1, 2, 3, 0])
     np.testing.assert_array_equal(targets["is_crowd"][0, :4], [False, False, True, False])
+
+
+def test_instance_train_pipeline_fixed_pad_size_matches_per_batch_padding():
+    """pad_size=P pads every image to P x P; the content equals the per-batch padded batch."""
+    common = dict(max_size=100, max_instances=4, seed=3, shuffle_buffer=0)
+    fixed = next(iter(instance_train_pipeline(_instance_dataset(), 40, 2, pad_size=128, **common)))
+    batch = next(iter(instance_train_pipeline(_instance_dataset(), 40, 2, **common)))
+    assert fixed[0].shape == (2, 128, 128, 3) and fixed[1]["masks"].shape == (2, 4, 128, 128)
+    np.testing.assert_array_equal(fixed[0].numpy()[:, :64, :96], batch[0].numpy())
+    assert (fixed[0].numpy()[:, 64:] == 0).all() and (fixed[0].numpy()[:, :, 96:] == 0).all()
+    np.testing.assert_array_equal(fixed[1]["masks"].numpy()[:, :, :64, :96], batch[1]["masks"].numpy())
+    np.testing.assert_array_equal(fixed[1]["boxes"].numpy(), batch[1]["boxes"].numpy())
+    # A fixed P smaller than the resized long side shrinks the image to fit.
+    small = next(iter(instance_train_pipeline(_instance_dataset(), 40, 1, pad_size=64, **common)))
+    assert small[0].shape == (1, 64, 64, 3) and small[1]["boxes"].numpy()[0, :2].max() <= 64
 
 
 def test_instance_pipeline_on_shapes():

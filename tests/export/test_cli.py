@@ -79,9 +79,12 @@ def test_cli_errors(tiny_checkpoint, tmp_path, capsys):
             "--calibration-data applies to --quantize int8 only)") in run_cli_error(
         ["--checkpoint", tiny_checkpoint, "--out", out, "--format", "tflite", "--quantize", "int8"],
         capsys)
-    assert "error: --serving-layout and --max-detections apply to --format saved_model" in \
+    assert "error: --serving-layout applies to --format saved_model\n" in \
         run_cli_error(["--checkpoint", tiny_checkpoint, "--out", out, "--format", "onnx",
                        "--serving-layout"], capsys)
+    assert ("error: --max-detections applies to --format saved_model and --format tflite"
+            in run_cli_error(["--checkpoint", tiny_checkpoint, "--out", out, "--format", "onnx",
+                              "--max-detections", "5"], capsys))
     assert ("error: --precision bfloat16 applies to --format saved_model; --format tflite is "
             "exported from float32 (see --quantize)") in run_cli_error(
         ["--checkpoint", tiny_checkpoint, "--out", out, "--format", "tflite",

@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 
 import segzoo
-from segzoo.export import export_saved_model, export_tflite
+from segzoo.export import export_saved_model
 from tests.export.helpers import (
     encode_jpeg,
     encode_png,
@@ -96,5 +96,3 @@ def test_mask_rcnn_export_arguments(tmp_path):
     model = build_model()
     with pytest.raises(ValueError, match="exceeds the model's max_detections=10"):
         export_saved_model(model, tmp_path / "a", max_detections=11)
-    with pytest.raises(ValueError, match="semantic models only"):
-        export_tflite(model, tmp_path / "m.tflite")

@@ -24,8 +24,10 @@ def test_get_task_and_training_batches(model):
     info = segzoo.data.get_info("shapes", task="instance")
     data = task.train_dataset(info, "shapes", None, "train", 64, 2, seed=0)
     images, targets = next(iter(data))
-    # max_size 64 -> padded to 64 x 64; instance rows padded to 100 with class 0.
-    assert images.shape == (2, 64, 64, 3) and targets["masks"].shape == (2, 100, 64, 64)
+    # max_size 64 -> padded to 64 x 64; instance rows padded to 100 with class 0; masks at
+    # box resolution (issue #11), 56 x 56 over each box.
+    assert images.shape == (2, 64, 64, 3) and targets["mask_crops"].shape == (2, 100, 56, 56)
+    assert "masks" not in targets
     assert targets["classes"].shape == (2, 100) and targets["boxes"].shape == (2, 100, 4)
     semantic = segzoo.data.get_info("shapes")
     with pytest.raises(ValueError, match="instance"):

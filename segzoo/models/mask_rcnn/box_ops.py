@@ -89,10 +89,11 @@ def nms_padded(boxes, scores, valid, iou_threshold, max_output_size, groups=None
     num_candidates = tf.shape(boxes)[1]
     if groups is not None:
         # Shift each group far away from every other group: boxes of
-        # different groups then have IoU 0 (torchvision batched_nms).
-        coordinates = tf.where(valid[..., None], boxes, tf.zeros_like(boxes))
+        # different groups then have IoU 0 (torchvision batched_nms). tf.expand_dims,
+        # not [..., None]: TFLite's builtin STRIDED_SLICE has no new_axis_mask.
+        coordinates = tf.where(tf.expand_dims(valid, -1), boxes, tf.zeros_like(boxes))
         max_coordinate = tf.reduce_max(tf.abs(coordinates), axis=[1, 2], keepdims=True)
-        offsets = tf.cast(groups, tf.float32)[..., None] * (2.0 * max_coordinate + 1.0)
+        offsets = tf.expand_dims(tf.cast(groups, tf.float32), -1) * (2.0 * max_coordinate + 1.0)
         boxes = boxes + offsets
     # Invalid candidates get a score below every valid one and are not
     # selectable: non_max_suppression_padded drops scores <= score_threshold.
@@ -102,7 +103,7 @@ def nms_padded(boxes, scores, valid, iou_threshold, max_output_size, groups=None
     # bookkeeping only for suppression, never for selection; invalid ones are
     # moved to a unit box far outside so they suppress nothing.
     far = tf.constant([-1e7, -1e7, -1e7 + 1.0, -1e7 + 1.0], tf.float32)
-    safe_boxes = tf.where(valid[..., None], boxes, far)
+    safe_boxes = tf.where(tf.expand_dims(valid, -1), boxes, far)
     # Pad to at least K candidates so every output slot exists.
     # The padded rows are the same far unit box; real boxes keep their size
     # (a sub-pixel-thin proposal at the image border must not be widened to

@@ -83,9 +83,10 @@ def _paste_matrix(start, end, mask_size, size):
     high = tf.minimum(low + 1, mask_size - 1)
     frac = source - tf.cast(low, tf.float32)
     frac = tf.where(low >= mask_size - 1, 0.0, frac)
-    matrix = (tf.one_hot(low, mask_size) * (1.0 - frac)[..., None]
-              + tf.one_hot(high, mask_size) * frac[..., None])
-    return matrix * tf.cast(inside, tf.float32)[..., None]
+    # tf.expand_dims, not [..., None]: TFLite's builtin STRIDED_SLICE has no new_axis_mask.
+    matrix = (tf.one_hot(low, mask_size) * tf.expand_dims(1.0 - frac, -1)
+              + tf.one_hot(high, mask_size) * tf.expand_dims(frac, -1))
+    return matrix * tf.expand_dims(tf.cast(inside, tf.float32), -1)
 
 
 def paste_masks(masks, boxes, height, width, padding=1):

@@ -258,12 +258,14 @@ class RoIHeads(keras.layers.Layer):
             proposals: float32 `[B, P, 4]`; proposal_valid: bool `[B, P]`.
             targets_dict: "boxes" float32 `[B, M, 4]`, "classes" int32 `[B, M]`
                 (0 = padding); with masks "masks" uint8 `[B, M, H, W]` (the
-                padded input's size); with keypoints "keypoints" float32
+                padded input's size) or the box-resolution "mask_crops" float
+                `[B, M, C, C]` over the GT boxes (`targets.roi_align_mask_crops`;
+                used when present); with keypoints "keypoints" float32
                 `[B, M, K, 3]` (x, y, v) in the same pixels.
             seed: the samplers' `SeedGenerator`.
         """
         for key, needed in (("masks", self.has_masks), ("keypoints", self.has_keypoints)):
-            if needed and key not in targets_dict:
+            if needed and key not in targets_dict and not (key == "masks" and "mask_crops" in targets_dict):
                 raise ValueError(f"this model's {key} branch needs the training target {key!r} (masks: uint8 "
                                  "[B, M, H, W]; keypoints: float32 [B, M, K, 3] x, y, v); the batch has "
                                  f"{sorted(targets_dict)}")
@@ -286,14 +288,21 @@ class RoIHeads(keras.layers.Layer):
         rois, positive = roi["rois"][:, :slots], roi["positive"][:, :slots]
         labels, matched = roi["labels"][:, :slots], roi["matched"][:, :slots]
         if self.has_masks:
-            gt_masks = tf.cast(targets_dict["masks"], tf.uint8)
             mask_logits, pooled = self._mask_branch(features, rois)
-            mask_targets = targets.roi_align_masks(gt_masks, rois, matched, mask_logits.shape[2])
+            size = mask_logits.shape[2]
+            if "mask_crops" in targets_dict:
+                crops = tf.cast(targets_dict["mask_crops"], tf.float32)
+                mask_targets = targets.roi_align_mask_crops(crops, gt_boxes, rois, matched, size)
+                # Full GT area: the crop's mean coverage times its box's area.
+                areas = tf.reduce_mean(crops, axis=[2, 3]) * box_ops.box_area(gt_boxes)
+            else:
+                gt_masks = tf.cast(targets_dict["masks"], tf.uint8)
+                mask_targets = targets.roi_align_masks(gt_masks, rois, matched, size)
+                areas = tf.reduce_sum(tf.cast(gt_masks, tf.float32), axis=[2, 3])
             values["mask"] = losses.mask_loss(mask_logits, mask_targets, labels, positive, self.mask_loss,
                                               self.mask_predictor.class_agnostic)
             if self.has_mask_scores:
                 probabilities = self.mask_probabilities(mask_logits, labels)
-                areas = tf.reduce_sum(tf.cast(gt_masks, tf.float32), axis=[2, 3])  # [B, M] full GT area
                 iou = maskiou_head.maskiou_targets(probabilities, mask_targets, rois,
                                                    box_ops.gather_rows(areas, matched))
                 predicted = self._maskiou_branch(pooled, probabilities)

@@ -166,3 +166,60 @@ def roi_align_masks(masks, boxes, mask_index, output_size=28, sampling_ratio=2):
     value = tf.reshape(value, [-1, output_size, s, output_size, s])
     value = tf.reduce_mean(value, axis=[2, 4])
     return tf.reshape(value, [batch, num_rois, output_size, output_size])
+
+
+def _crop_weights(start, end, crop_start, crop_end, crop_size, output_size, sampling_ratio):
+    """Dense bilinear weights `[R, output_size * s, crop_size]` of RoI samples on a crop axis.
+
+    The RoI's samples (RoIAlign aligned=True: image coordinate
+    `start + (k + 0.5) * (end - start) / (output_size * s)`) are mapped into the
+    crop's pixel-index frame `v = (x - crop_start) * crop_size / (crop_end - crop_start) - 0.5`
+    and weighted by the hat function `max(0, 1 - |v - k|)` of each crop pixel k:
+    bilinear interpolation with zeros outside the crop (the mask is empty outside its box).
+    """
+    count = output_size * sampling_ratio
+    steps = (tf.range(count, dtype=tf.float32) + 0.5) / count
+    coords = start[:, None] + steps[None, :] * (end - start)[:, None]
+    extent = tf.maximum(crop_end - crop_start, 1e-3)
+    local = (coords - crop_start[:, None]) * (crop_size / extent)[:, None] - 0.5
+    pixels = tf.range(crop_size, dtype=tf.float32)
+    return tf.maximum(1.0 - tf.abs(local[:, :, None] - pixels[None, None, :]), 0.0)
+
+
+def roi_align_mask_crops(crops, crop_boxes, boxes, mask_index, output_size=28, sampling_ratio=2):
+    """Mask targets of RoIs from box-resolution GT masks (`mask_crops`, issue #11).
+
+    `crops[b, m]` is GT mask m of image b sampled on a C x C grid over its box
+    `crop_boxes[b, m]` (pixel (i, j) of the crop = the mask at the image point
+    `x1 + (j + 0.5) * w / C`, `y1 + (i + 0.5) * h / C`; `instance_train_pipeline(...,
+    mask_crop_size=C)`), so memory grows with instances x C^2, not with instances x
+    image area. Each RoI's RoIAlign samples (aligned=True, `sampling_ratio` per bin
+    and axis, as `roi_align_masks`) are mapped into its GT's crop and read
+    bilinearly (zero outside the crop); the bin average follows. Equals
+    `roi_align_masks` on the full-image masks up to the crop's resampling: on
+    the tests' masks (boxes of 10-100 px, C = 56) the mean absolute difference
+    is below 0.02 and the thresholded (>= 0.5) targets agree on >= 97% of cells.
+
+    Args:
+        crops: float `[B, M, C, C]` in [0, 1] (uint8 0/1 works too).
+        crop_boxes: float32 `[B, M, 4]` xyxy pixels, the box each crop covers (the GT boxes).
+        boxes: float32 `[B, R, 4]` xyxy pixels of the RoIs.
+        mask_index: int32 `[B, R]` GT row of each RoI.
+        output_size: S; sampling_ratio: samples per bin and axis.
+    Returns:
+        float32 `[B, R, S, S]` in [0, 1].
+    """
+    crops = tf.cast(crops, tf.float32)
+    batch, num_rois = tf.shape(boxes)[0], tf.shape(boxes)[1]
+    size = crops.shape[-1]
+    flat_boxes = tf.reshape(tf.cast(boxes, tf.float32), [-1, 4])
+    gt = tf.reshape(box_ops.gather_rows(tf.cast(crop_boxes, tf.float32), mask_index), [-1, 4])
+    picked = tf.reshape(box_ops.gather_rows(crops, mask_index), [-1, size, size])
+    wy = _crop_weights(flat_boxes[:, 1], flat_boxes[:, 3], gt[:, 1], gt[:, 3], size, output_size,
+                       sampling_ratio)
+    wx = _crop_weights(flat_boxes[:, 0], flat_boxes[:, 2], gt[:, 0], gt[:, 2], size, output_size,
+                       sampling_ratio)
+    value = tf.matmul(tf.matmul(wy, picked), wx, transpose_b=True)  # [R', S*s, S*s]
+    s = sampling_ratio
+    value = tf.reduce_mean(tf.reshape(value, [-1, output_size, s, output_size, s]), axis=[2, 4])
+    return tf.reshape(value, [batch, num_rois, output_size, output_size])
