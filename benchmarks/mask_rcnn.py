@@ -6,6 +6,7 @@
     python benchmarks/mask_rcnn.py --backbone resnet18 --short-sides 128 --iters 1   # smoke run
     python benchmarks/mask_rcnn.py --weights alive --torch-python /work/benchenv/bin/python \
         --short-sides 800 --iters 3 --no-train   # the same converted weights on both sides
+    python benchmarks/mask_rcnn.py ... --float32-only   # no bfloat16 hardware (AVX2 only): fp32 modes
 
 Prints the machine (CPU, ISA: AMX / AVX512-BF16 / AVX2, threads, versions)
 first. Modes, each side at its best:
@@ -94,7 +95,7 @@ def segzoo_cases(image, args):
     cases, counts = {}, {}
     images = tf.constant(image[None])
     alive = _segzoo_alive_model(args) if args.weights == "alive" else None
-    for precision in SEGZOO_MODES:
+    for precision in _modes(SEGZOO_MODES, args):
         for short in args.short_sides:
             if alive is not None:
                 with precision_scope(precision):
@@ -185,7 +186,7 @@ def torch_cases(image, args):
         torch.set_num_threads(args.threads)
     tensor = torch.from_numpy(image).permute(2, 0, 1).contiguous() / 255.0
     cases, counts = {}, {}
-    for mode in TORCH_MODES:
+    for mode in _modes(TORCH_MODES, args):
         channels_last = mode.endswith("channels_last")
         autocast = mode.startswith("bf16")
         for short in args.short_sides:
@@ -315,6 +316,12 @@ def _start(side, argv, python):
     return process, header["cases"], header.get("detections", {})
 
 
+def _modes(modes, args):
+    """`modes`, without the bfloat16 ones under --float32-only (a CPU without AMX / AVX512-BF16
+    emulates bfloat16, several times slower than float32: timing it there says nothing)."""
+    return tuple(m for m in modes if not (args.float32_only and m.startswith("bf")))
+
+
 def _best(results, prefix, modes, suffix):
     times = {m: results.get(f"{prefix} {m}{suffix}") for m in modes}
     times = {m: t for m, t in times.items() if t is not None}
@@ -334,6 +341,8 @@ def main(argv=None) -> int:
     parser.add_argument("--no-train", dest="train", action="store_false")
     parser.add_argument("--no-torch", action="store_true", help="skip torchvision")
     parser.add_argument("--xla", action="store_true", help="also the XLA-compiled training step")
+    parser.add_argument("--float32-only", action="store_true",
+                        help="skip the bfloat16 modes of both sides (CPUs without bfloat16 hardware)")
     parser.add_argument("--weights", choices=["random", "alive"], default="random",
                         help="alive: the same converted realistic weights on both sides (see above)")
     parser.add_argument("--torch-python", default=sys.executable,
@@ -354,6 +363,7 @@ def main(argv=None) -> int:
                   "--detections", *map(str, args.detections), "--weights", args.weights]
     child_argv += [] if args.train else ["--no-train"]
     child_argv += ["--xla"] if args.xla else []
+    child_argv += ["--float32-only"] if args.float32_only else []
     if args.weights == "alive":
         if args.backbone != "resnet50" or args.no_torch:
             parser.error("--weights alive converts torchvision's R50-FPN weights: needs the torch side "

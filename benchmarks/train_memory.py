@@ -2,13 +2,16 @@
 
     python benchmarks/train_memory.py                       # R50-FPN, 1 / 20 / 50 instances
     python benchmarks/train_memory.py --backbone resnet18 --instances 1 20 50 --steps 2
+    python benchmarks/train_memory.py --mask-crop-size 0    # the full-image target masks
 
 Each instance count runs in a fresh child process (so one run's peak does not
 hide the next): one synthetic 800x1333 image with N instances (ellipses and
 rectangles of 40-400 px, full-image uint8 masks, as a loader gives them) goes
 through the training input pipeline (`segzoo.data.pipeline.instance_train_pipeline`,
 short side 800, long side at most 1333, batch 1, with the flips) into
-`model.fit` for `--steps` steps, the model compiled with the optimizer only
+`model.fit` for `--steps` steps (target masks as box crops `mask_crops`
+float32 [B, 100, C, C], as `segzoo train` makes them, or with
+`--mask-crop-size 0` the full-image `masks` uint8 [B, 100, H, W]), the model compiled with the optimizer only
 (as `segzoo train` does for instance models). The child reports:
 - `rss_built_mib`: peak RSS after building the model and the pipeline, before
   the first step;
@@ -79,8 +82,9 @@ def child(args) -> dict:
     element = synthetic_element(args.instances)
     ds = tf.data.Dataset.from_tensors(element).repeat()
     ds = instance_train_pipeline(ds, HEIGHT, 1, max_size=WIDTH, max_instances=100, seed=0,
-                                 shuffle_buffer=0, drop_remainder=True)
-    masks_spec = ds.element_spec[1]["masks"]
+                                 shuffle_buffer=0, drop_remainder=True,
+                                 mask_crop_size=args.mask_crop_size or None)
+    masks_spec = ds.element_spec[1]["mask_crops" if args.mask_crop_size else "masks"]
     model = segzoo.get_model("mask_rcnn", num_classes=3, backbone=args.backbone,
                              min_size=HEIGHT, max_size=WIDTH)
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=1e-4, momentum=0.9))
@@ -118,6 +122,9 @@ def main(argv=None) -> int:
                         help="resnet50 (R50-FPN, the default) or resnet18 for a faster run")
     parser.add_argument("--instances", type=int, nargs="+", default=[1, 20, 50])
     parser.add_argument("--steps", type=int, default=2, help="training steps per run (>= 1)")
+    parser.add_argument("--mask-crop-size", type=int, default=56,
+                        help="box-resolution target masks C x C as segzoo train uses (56); "
+                             "0 = full-image masks [B, 100, H, W]")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.steps < 1 or any(n < 0 or n > 100 for n in args.instances):
@@ -130,7 +137,8 @@ def main(argv=None) -> int:
     print(describe_machine(), flush=True)
     for n in args.instances:
         command = [sys.executable, os.path.abspath(__file__), "--child", "--backbone",
-                   args.backbone, "--steps", str(args.steps), "--instances", str(n)]
+                   args.backbone, "--steps", str(args.steps), "--instances", str(n),
+                   "--mask-crop-size", str(args.mask_crop_size)]
         done = subprocess.run(command, capture_output=True, text=True)
         lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
         if done.returncode or not lines:

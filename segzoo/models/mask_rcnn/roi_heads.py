@@ -344,7 +344,9 @@ class RoIHeads(keras.layers.Layer):
                 detections["mask_scores"] = _pad_slots(tf.where(valid, scores, 0.0), total)
         if self.has_keypoints:
             keypoints = keypoint_ops.heatmaps_to_keypoints(self._keypoint_branch(features, boxes), boxes)
-            detections["keypoints"] = _pad_slots(tf.where(valid[..., None, None], keypoints, 0.0), total)
+            # expand_dims, not valid[..., None, None]: a new-axis StridedSlice is TF Select only in TFLite.
+            keep = tf.expand_dims(tf.expand_dims(valid, -1), -1)
+            detections["keypoints"] = _pad_slots(tf.where(keep, keypoints, 0.0), total)
         return detections
 
     def get_config(self):
