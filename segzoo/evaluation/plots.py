@@ -159,16 +159,24 @@ def precision_recall_curves(coco_eval, ious=(0.5, 0.75)) -> dict:
     return curves
 
 
+def area_ranges(coco_eval) -> tuple[str, ...]:
+    """The object sizes `coco_eval` has, of small / medium / large: all three for boxes and
+    masks, medium / large for keypoints (COCO's keypoint evaluation has no small range)."""
+    labels = set(coco_eval.params.areaRngLbl)
+    return tuple(size for size in _SIZES if size in labels)
+
+
 def ap_by_size(coco_eval) -> dict:
-    """{"all" or class name: {"small"|"medium"|"large": AP over IoU 0.5:0.95}}, NaN where
-    no ground truth; "all" equals COCOeval's APs / APm / APl (`stats[3:6]`)."""
+    """{"all" or class name: {size: AP over IoU 0.5:0.95}} for each size of `area_ranges`,
+    NaN where no ground truth; "all" equals COCOeval's APs / APm / APl (`stats[3:6]`; for
+    keypoints APm / APl, `stats[3:5]`)."""
     precision = coco_eval.eval["precision"]
     labels = list(coco_eval.params.areaRngLbl)
     result = {"all": {}}
     names = _category_names(coco_eval)
     for name in names:
         result[name] = {}
-    for size in _SIZES:
+    for size in area_ranges(coco_eval):
         a = labels.index(size)
         values = precision[:, :, :, a, -1]
         result["all"][size] = float(values[values > -1].mean()) if (values > -1).any() else float("nan")
@@ -202,16 +210,19 @@ def precision_recall_figure(coco_eval, title="", ious=(0.5, 0.75)):
 
 
 def ap_by_size_figure(coco_eval, title="", max_classes=12):
-    """Grouped bars: AP of small / medium / large objects, all classes (and each class)."""
+    """Grouped bars: AP of small / medium / large objects (those of `area_ranges`), all classes
+    (and each class)."""
     table = ap_by_size(coco_eval)
+    sizes = area_ranges(coco_eval)
     groups = ["all"] + ([n for n in table if n != "all"] if len(table) - 1 <= max_classes else [])
     figure = _figure(max(6.0, 1.2 + 0.6 * len(groups) * 1.5), 4.0)
     axes = figure.add_subplot()
-    width = 0.8 / len(_SIZES)
+    width = 0.8 / len(sizes)
     positions = np.arange(len(groups))
-    for s, size in enumerate(_SIZES):
+    for s, size in enumerate(sizes):
         values = np.array([table[g][size] for g in groups], np.float64)
-        bars = axes.bar(positions + (s - 1) * width, np.nan_to_num(values, nan=0.0), width, label=size)
+        offset = (s - (len(sizes) - 1) / 2) * width
+        bars = axes.bar(positions + offset, np.nan_to_num(values, nan=0.0), width, label=size)
         for bar, value in zip(bars, values, strict=True):
             axes.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + 0.01,
                       "n/a" if np.isnan(value) else f"{value:.2f}", ha="center", fontsize=7)

@@ -11,6 +11,7 @@ from PIL import Image
 from segzoo.evaluation.instance import InstanceEvaluator
 from segzoo.evaluation.plots import (
     ap_by_size,
+    area_ranges,
     confusion_matrix_figure,
     figure_to_rgb,
     normalized_confusion,
@@ -92,3 +93,31 @@ def test_instance_plots_are_written(evaluator, tmp_path):
         "box_ap_by_size.png", "box_pr_curves.png", "mask_ap_by_size.png", "mask_pr_curves.png"]
     for path in paths:
         assert Image.open(path).format == "PNG"
+
+
+def test_keypoint_plots_use_the_keypoint_area_ranges(tmp_path):
+    # COCO's keypoint evaluation has no "small" range: AP by size is medium / large, equal to
+    # COCOeval's APm / APl (stats[3], stats[4]); training ends with these plots for Keypoint R-CNN.
+    rng = np.random.default_rng(1)
+    evaluator = InstanceEvaluator(category_ids=[1], class_names=["background", "person"],
+                                  iou_types=("bbox", "keypoints"))
+    for image_id in range(6):
+        size = int(rng.integers(40, 120))
+        boxes = np.float32([[4, 4, 4 + size, 4 + size]])
+        points = np.concatenate([rng.uniform(4, 4 + size, (1, 4, 2)), np.full((1, 4, 1), 2.0)],
+                                axis=-1).astype(np.float32)
+        found = points.copy()
+        found[..., :2] += rng.normal(0, 2, (1, 4, 2)).astype(np.float32)
+        evaluator.add(image_id, {"boxes": boxes, "classes": np.int32([1]), "keypoints": points},
+                      {"boxes": boxes, "classes": np.int32([1]), "scores": np.float32([0.9]),
+                       "keypoints": found}, image_size=(128, 128))
+    evaluator.compute()
+    coco_eval = evaluator.coco_evals["keypoint"]
+    assert area_ranges(coco_eval) == ("medium", "large")
+    sizes = ap_by_size(coco_eval)["all"]
+    assert set(sizes) == {"medium", "large"}
+    for size, stat in (("medium", 3), ("large", 4)):
+        want = coco_eval.stats[stat]
+        assert (np.isnan(sizes[size]) and want == -1) or sizes[size] == pytest.approx(want, abs=1e-12)
+    paths = write_instance_plots(str(tmp_path), evaluator.coco_evals)
+    assert {os.path.basename(p) for p in paths} >= {"keypoint_ap_by_size.png", "keypoint_pr_curves.png"}
