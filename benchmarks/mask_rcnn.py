@@ -52,7 +52,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 
@@ -61,6 +60,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ALIVE_ARCH = "maskrcnn_resnet50_fpn"
 
 from machine import describe_machine  # noqa: E402
+from worker_loop import serve_timings  # noqa: E402
 
 SEGZOO_MODES = ("float32", "bfloat16")
 TORCH_MODES = ("fp32", "fp32_channels_last", "bf16_autocast", "bf16_autocast_channels_last")
@@ -294,12 +294,7 @@ def worker(side, args) -> int:
     else:
         cases, counts = torch_cases(image, args)
     print(json.dumps({"cases": list(cases), "detections": counts}), flush=True)
-    for line in sys.stdin:
-        name = line.strip()
-        start = time.perf_counter()
-        cases[name]()
-        print(json.dumps({"case": name, "seconds": time.perf_counter() - start}), flush=True)
-    return 0
+    return serve_timings(cases)
 
 
 # --------------------------------------------------------------------------- parent

@@ -45,6 +45,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from machine import describe_machine  # noqa: E402
+from worker_loop import serve_timings  # noqa: E402
 
 TORCH_PYTHON = "/work/benchenv/bin/python"
 
@@ -164,12 +165,7 @@ def torch_worker(args) -> int:
     print(json.dumps({"cases": list(cases), "versions": {"torch": torch.__version__,
                                                          "torchvision": torchvision.__version__},
                       "threads": torch.get_num_threads()}), flush=True)
-    for line in sys.stdin:
-        name = line.strip()
-        start = time.perf_counter()
-        cases[name]()
-        print(json.dumps({"case": name, "seconds": time.perf_counter() - start}), flush=True)
-    return 0
+    return serve_timings(cases)
 
 
 # --------------------------------------------------------------------------- parent
