@@ -311,7 +311,7 @@ def instance_train_pipeline(
     batch_size,
     *,
     max_size=1333,
-    max_instances=100,
+    max_instances=None,
     flip=True,
     drop_crowd=True,
     pad_size=None,
@@ -328,8 +328,12 @@ def instance_train_pipeline(
     P / long side]) (image bilinear, masks bilinear then >= 0.5, boxes times the
     per-axis factors), optional horizontal flip (image, boxes and masks
     together; x1' = w - x2, x2' = w - x1 with w the resized width), and pad the
-    instances to `max_instances` rows (class 0 = padding; beyond max_instances
-    the first ones are kept). Images with no instances are kept (all rows padding).
+    instances with class-0 rows: by default (`max_instances=None`) each batch to
+    its own largest instance count (at least 1 row), so no instance is ever
+    dropped (torchvision and detectron2 have no cap either: a microscopy image
+    with 400 nuclei trains on all 400) and matching costs what the batch holds;
+    with `max_instances=M` every image to M rows (the first M instances kept).
+    Images with no instances are kept (all rows padding).
     Images (and masks) are padded bottom/right with zeros: by default each batch
     to its own largest height and width rounded up to a multiple of 32 (as
     torchvision batches; a set of 128 x 128 images trains at 128 x 128, not at
@@ -359,7 +363,8 @@ def instance_train_pipeline(
         image_size: target short side S in pixels, or a list of them (multi-scale).
         batch_size: B.
         max_size: cap on the long side.
-        max_instances: M, rows of the padded targets.
+        max_instances: None (rows = the batch's largest instance count) or M
+            (a fixed M rows; required with `pad_size`, static shapes).
         flip: random horizontal flips.
         drop_crowd: remove crowd instances (COCO practice: they take no part in
             matching). With False they are kept and targets gain
@@ -382,7 +387,8 @@ def instance_train_pipeline(
         dataset of (images float32 [B, H, W, 3] in [0, 255], targets) with H, W
         multiples of 32 (P, P with `pad_size`) and targets
         {"boxes": float32 [B, M, 4] xyxy resized-image pixels, "classes": int32
-        [B, M] (0 = padding), "masks": uint8 [B, M, H, W]} and, for elements with
+        [B, M] (0 = padding), "masks": uint8 [B, M, H, W]} (M: `max_instances`, or
+        the batch's largest instance count) and, for elements with
         keypoints, "keypoints": float32 [B, M, K, 3] (x, y resized-image pixels, v);
         with `mask_crop_size` "mask_crops" float32 [B, M, C, C] replaces "masks".
     """
@@ -401,7 +407,9 @@ def instance_train_pipeline(
         raise ValueError(f"pad_size must be a positive multiple of 32, got {pad_size!r}")
     # Per-batch padding: no cap from P (the long side is capped by max_size only).
     cap = float(min(max_size, pad)) if fixed else float(max_size)
-    max_instances = int(max_instances)
+    if max_instances is None and fixed:
+        raise ValueError("pad_size (static shapes) needs a fixed max_instances, got None")
+    max_instances = None if max_instances is None else int(max_instances)
     crop_size = None if mask_crop_size is None else int(mask_crop_size)
     if crop_size is not None and crop_size < 2:
         raise ValueError(f"mask_crop_size must be an int >= 2 or None, got {mask_crop_size!r}")
@@ -505,12 +513,16 @@ def instance_train_pipeline(
                 points = tf.cond(do_flip, lambda: mirrored, lambda: points)
         out_h, out_w = (pad, pad) if fixed else (new_h, new_w)
         image = tf.pad(image, [[0, out_h - new_h], [0, out_w - new_w], [0, 0]])
-        masks = masks[:max_instances]
-        kept = tf.shape(masks)[0]
-        rows = max_instances - kept
+        if max_instances is None:  # every instance; one padding row for an empty image
+            limit = tf.shape(classes)[0]
+            rows = tf.maximum(1 - limit, 0)
+        else:
+            limit = max_instances
+            rows = max_instances - tf.shape(masks[:max_instances])[0]
+        masks = masks[:limit]
         targets = {
-            "boxes": tf.pad(boxes[:max_instances], [[0, rows], [0, 0]]),
-            "classes": tf.pad(classes[:max_instances], [[0, rows]]),
+            "boxes": tf.pad(boxes[:limit], [[0, rows], [0, 0]]),
+            "classes": tf.pad(classes[:limit], [[0, rows]]),
         }
         if crop_size:
             masks = tf.pad(masks, [[0, rows], [0, 0], [0, 0]])
@@ -521,11 +533,11 @@ def instance_train_pipeline(
         targets["boxes"] = tf.ensure_shape(targets["boxes"], [max_instances, 4])
         targets["classes"] = tf.ensure_shape(targets["classes"], [max_instances])
         if not drop_crowd:
-            crowd = tf.pad(is_crowd[:max_instances], [[0, rows]], constant_values=False)
+            crowd = tf.pad(is_crowd[:limit], [[0, rows]], constant_values=False)
             targets["is_crowd"] = tf.ensure_shape(crowd, [max_instances])
         if has_keypoints:
             points = points * tf.cast(points[..., 2:] > 0, tf.float32)
-            points = tf.pad(points[:max_instances], [[0, rows], [0, 0], [0, 0]])
+            points = tf.pad(points[:limit], [[0, rows], [0, 0], [0, 0]])
             targets["keypoints"] = tf.ensure_shape(points, [max_instances, num_keypoints, 3])
         return tf.ensure_shape(image, [pad, pad, 3]), targets
 

@@ -39,7 +39,8 @@ class InstanceTask:
     Args:
         model: a segzoo instance model (`MaskRCNN`).
         val_max_images: evaluate on at most this many images (None = all).
-        max_instances: instance rows per training image (M).
+        max_instances: None (default: every instance; each batch pads its instance
+            rows to its own largest count) or M, a cap (the first M instances kept).
         shuffle_buffer: training shuffle buffer (images; 0 = no shuffle).
         data_args: extra keyword arguments for `segzoo.data.load`.
         scale_jitter: None or (low, high): large-scale jitter in training
@@ -50,12 +51,12 @@ class InstanceTask:
 
     monitor_mode = "max"
 
-    def __init__(self, model, *, val_max_images=None, max_instances=100, shuffle_buffer=256,
+    def __init__(self, model, *, val_max_images=None, max_instances=None, shuffle_buffer=256,
                  data_args=None, scale_jitter=None, mask_crop_size=56):
         self.model = model
         self.monitor = "val_mask_ap" if model.has_masks else "val_keypoint_ap"
         self.val_max_images = val_max_images
-        self.max_instances = int(max_instances)
+        self.max_instances = None if max_instances is None else int(max_instances)
         self.shuffle_buffer = int(shuffle_buffer)
         self.data_args = dict(data_args or {})
         self.scale_jitter = None if scale_jitter is None else tuple(scale_jitter)

@@ -100,4 +100,4 @@ def test_keypoints_without_flip_indices_is_an_error():
     with pytest.raises(ValueError, match="permutation"):
         instance_train_pipeline(ds, 40, 1, keypoint_flip_indices=[0, 1, 2])
     _, targets = next(iter(instance_train_pipeline(ds, 40, 1, flip=False, shuffle_buffer=0)))
-    assert targets["keypoints"].shape == (1, 100, 6, 3)
+    assert targets["keypoints"].shape == (1, 2, 6, 3)  # the two people, no padding rows
