@@ -217,11 +217,25 @@ class RoIHeads(keras.layers.Layer):
         return (tf.reshape(logits, [batch, count, self.num_classes + 1]),
                 tf.reshape(deltas, [batch, count, self.num_classes + 1, 4]))
 
-    def _mask_branch(self, features, rois):
-        """(logits `[B, R, 28, 28, C]`, pooled RoI features `[B * R, 14, 14, F]`)."""
+    def _mask_branch(self, features, rois, active=None):
+        """(logits `[B, R, 28, 28, C]`, pooled RoI features `[B * R, 14, 14, F]`).
+
+        `active` (bool `[B, R]`, training: the positives) runs the mask head on those
+        RoIs only and leaves zero logits elsewhere, as torchvision runs it on the
+        positives: the slots are the batch's largest positive count, so an image with
+        few positives would otherwise pay for the fullest one. The masked losses are
+        the same either way; under XLA (static shapes) every slot is computed.
+        """
         batch, count = tf.shape(rois)[0], tf.shape(rois)[1]
         pooled = self._flat(self.mask_roi_pool(features, rois))
-        logits = self.mask_predictor(self.mask_head(pooled))
+        if active is None or _in_xla_context():
+            logits = self.mask_predictor(self.mask_head(pooled))
+        else:
+            rows = tf.where(tf.reshape(active, [-1]))  # int64 [P, 1]
+            computed = self.mask_predictor(self.mask_head(tf.gather_nd(pooled, rows)))
+            shape = tf.concat([tf.shape(pooled, out_type=tf.int64)[:1],
+                               tf.shape(computed, out_type=tf.int64)[1:]], 0)
+            logits = tf.scatter_nd(rows, computed, shape)
         size = logits.shape[1]
         return tf.reshape(logits, [batch, count, size, size, logits.shape[-1]]), pooled
 
@@ -288,7 +302,7 @@ class RoIHeads(keras.layers.Layer):
         rois, positive = roi["rois"][:, :slots], roi["positive"][:, :slots]
         labels, matched = roi["labels"][:, :slots], roi["matched"][:, :slots]
         if self.has_masks:
-            mask_logits, pooled = self._mask_branch(features, rois)
+            mask_logits, pooled = self._mask_branch(features, rois, positive)
             size = mask_logits.shape[2]
             if "mask_crops" in targets_dict:
                 crops = tf.cast(targets_dict["mask_crops"], tf.float32)

@@ -235,3 +235,35 @@ def test_fit_with_jit_compile():
     model.compile(optimizer=keras.optimizers.SGD(0.01), jit_compile=True)
     history = model.fit(tf.data.Dataset.from_tensors(batch()), epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+
+
+def test_mask_head_runs_on_the_positives_only_with_unchanged_losses_and_gradients(monkeypatch):
+    """Training runs the mask head on the positive RoIs alone (torchvision's way); the masked
+    mask loss and its gradients equal those of the head run on every slot."""
+    from segzoo.models.mask_rcnn import roi_heads
+
+    model = tiny()
+    images, targets = batch()
+    state = model.seed_generator.state.numpy()
+    rows = []
+    original = roi_heads.RoIHeads._mask_branch
+
+    def counting(self, features, rois, active=None):
+        rows.append(None if active is None else int(tf.reduce_sum(tf.cast(active, tf.int32))))
+        return original(self, features, rois, active)
+
+    def mask_loss_and_gradients():
+        model.seed_generator.state.assign(state)  # the same sampled RoIs every time
+        with tf.GradientTape() as tape:
+            loss = model.compute_losses(tf.constant(images), targets, training=True)["mask"]
+        return float(loss), tape.gradient(loss, model.roi_heads.mask_head.trainable_weights)
+
+    monkeypatch.setattr(roi_heads.RoIHeads, "_mask_branch", counting)
+    loss, gradients = mask_loss_and_gradients()
+    monkeypatch.setattr(roi_heads.RoIHeads, "_mask_branch",
+                        lambda self, features, rois, active=None: original(self, features, rois))
+    every_slot_loss, every_slot_gradients = mask_loss_and_gradients()
+    assert rows[0] is not None and 0 < rows[0]
+    assert loss == pytest.approx(every_slot_loss, rel=1e-6)
+    for a, b in zip(gradients, every_slot_gradients, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-7)
