@@ -65,12 +65,13 @@ class BoxPredictor(keras.layers.Layer):
     def __init__(self, num_classes, **kwargs):
         super().__init__(**kwargs)
         self.num_classes = int(num_classes)
+        # float32 under a mixed policy (class scores and box deltas decide NMS and the boxes).
         self.cls_score = keras.layers.Dense(
             self.num_classes + 1, kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
-            dtype=self.dtype_policy, name="cls_score")
+            dtype="float32", name="cls_score")
         self.bbox_pred = keras.layers.Dense(
             4 * (self.num_classes + 1), kernel_initializer=keras.initializers.RandomNormal(stddev=0.001),
-            dtype=self.dtype_policy, name="bbox_pred")
+            dtype="float32", name="bbox_pred")
 
     def build(self, input_shape):
         self.cls_score.build(input_shape)

@@ -88,8 +88,8 @@ class KeypointPredictor(keras.layers.Layer):
         # Kernel 4, stride 2, TF "same" pads 1 on each side: torch's padding=4 // 2 - 1 = 1.
         self.kps_score_lowres = keras.layers.Conv2DTranspose(
             self.num_keypoints, 4, strides=2, padding="same", kernel_initializer=he_fan_out(),
-            dtype=self.dtype_policy, name="kps_score_lowres")
-        # The upsampling runs in float32 whatever the policy (the heatmaps are logits).
+            dtype="float32", name="kps_score_lowres")
+        # It and the upsampling run in float32 whatever the policy (the heatmaps are logits).
         self.upsample = keras.layers.UpSampling2D(self.up_scale, interpolation="bilinear", dtype="float32",
                                                   name="kps_score_upsample")
 

@@ -75,7 +75,7 @@ class MaskPredictor(keras.layers.Layer):
         self.class_agnostic = bool(class_agnostic)
         self.mask_fcn_logits = keras.layers.Conv2D(
             1 if self.class_agnostic else self.num_classes + 1, 1, kernel_initializer=he_fan_out(),
-            dtype=self.dtype_policy, name="mask_fcn_logits")
+            dtype="float32", name="mask_fcn_logits")  # float32 under a mixed policy
 
     def build(self, input_shape):
         self.mask_fcn_logits.build(tuple(input_shape))

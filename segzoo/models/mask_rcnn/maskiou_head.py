@@ -130,8 +130,8 @@ class MaskIoUPredictor(keras.layers.Layer):
             raise ValueError(f"num_classes (foreground classes K) must be >= 1, got {num_classes}")
         self.maskiou = keras.layers.Dense(
             1 if self.class_agnostic else self.num_classes + 1,
-            kernel_initializer=keras.initializers.RandomNormal(stddev=0.01), dtype=self.dtype_policy,
-            name="maskiou")
+            kernel_initializer=keras.initializers.RandomNormal(stddev=0.01), dtype="float32",
+            name="maskiou")  # float32 under a mixed policy
 
     def build(self, input_shape):
         self.maskiou.build(tuple(input_shape))

@@ -43,10 +43,13 @@ class RPNHead(keras.layers.Layer):
         self.conv = keras.layers.Conv2D(
             self.num_channels, 3, padding="same", activation="relu", kernel_initializer=init,
             dtype=self.dtype_policy, name="conv")
+        # The predictions compute in float32 under a mixed policy (Keras' advice for the
+        # last layers): bfloat16's 8-bit mantissa ties objectness logits and shifts deltas,
+        # which reorders top-k / NMS and so changes the proposals.
         self.cls_logits = keras.layers.Conv2D(
-            self.num_anchors, 1, kernel_initializer=init, dtype=self.dtype_policy, name="cls_logits")
+            self.num_anchors, 1, kernel_initializer=init, dtype="float32", name="cls_logits")
         self.bbox_pred = keras.layers.Conv2D(
-            4 * self.num_anchors, 1, kernel_initializer=init, dtype=self.dtype_policy, name="bbox_pred")
+            4 * self.num_anchors, 1, kernel_initializer=init, dtype="float32", name="bbox_pred")
 
     def build(self, input_shape):
         shape = tuple(input_shape[0])
