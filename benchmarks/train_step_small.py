@@ -16,9 +16,11 @@ The user's command of issue #8 is
   input cost included, as in `segzoo train`).
 - torchvision (`--torch-python`, default /work/benchenv/bin/python, in a
   subprocess): `MaskRCNN(resnet_fpn_backbone("resnet18", weights=None,
-  trainable_layers=5), num_classes=K + 1, min_size=S, max_size=round(S * 1333 / 800))`
+  trainable_layers=5), num_classes=K + 1, min_size=S, max_size=round(S * 1333 / 800),
+  box_batch_size_per_image=R)` with R the RoIs per image of segzoo's recipe at that size
+  (`defaults.rois_per_image`: 128 at 128-256 px, 512 at 800; `--rois R` sets both sides)
   (torchvision's defaults otherwise: 2000/2000 pre/post-NMS proposals per image in
-  training, 512 sampled RoIs, mask targets RoIAligned from per-GT masks), SGD
+  training, mask targets RoIAligned from per-GT masks), SGD
   (lr 0.001, momentum 0.9), on the same images and instances (the first
   `steps x batch` images of the split, crowd instances dropped), fed as uint8 ->
   float tensors in [0, 1] with their full-image masks; torchvision resizes them itself.
@@ -52,6 +54,7 @@ TORCH_PYTHON = "/work/benchenv/bin/python"
 
 def _max_size(size):
     return int(round(size * 1333 / 800))
+
 
 
 # --------------------------------------------------------------------------- shared data
@@ -91,9 +94,11 @@ def segzoo_step(args, size):
     from segzoo.training.setup import build_model, resolve_recipe
     from segzoo.training.task_data import load_split
 
+    model_arg = [("backbone", "resnet18")]
+    if args.rois:
+        model_arg.append(("box_batch_size_per_image", args.rois))
     config = {"model": "mask_rcnn", "data": args.data, "data_dir": args.data_dir, "image_size": size,
-              "batch_size": args.batch_size, "epochs": 12,
-              "model_arg": [("backbone", "resnet18")]}
+              "batch_size": args.batch_size, "epochs": 12, "model_arg": model_arg}
     recipe, spec = resolve_recipe(config)
     info = segzoo.data.get_info(recipe.data, data_dir=args.data_dir)
     recipe, _, _ = fit_module._fit_to_data(recipe, spec, "mask_rcnn", info, args.data_dir)
@@ -145,10 +150,11 @@ def torch_worker(args) -> int:
                         "labels": torch.from_numpy(data[f"classes_{i}"]),
                         "masks": torch.from_numpy(data[f"masks_{i}"])})
     cases = {}
-    for size in args.sizes:
+    for size, rois in zip(args.sizes, args.roi_counts, strict=True):
         backbone = resnet_fpn_backbone(backbone_name="resnet18", weights=None, trainable_layers=5)
         model = MaskRCNN(backbone, num_classes=args.num_classes + 1, min_size=size,
-                         max_size=_max_size(size)).train()
+                         max_size=_max_size(size),
+                         box_batch_size_per_image=rois).train()
         optimizer = torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9)
 
         def run(model=model, optimizer=optimizer):
@@ -182,16 +188,22 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     parser.add_argument("--xla", action="store_true", help="segzoo with jit_compile=True")
+    parser.add_argument("--rois", type=int, default=0,
+                        help="RoIs per image on both sides (0 = segzoo's recipe at each size)")
     parser.add_argument("--torch-python", default=TORCH_PYTHON)
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--npz", help=argparse.SUPPRESS)
+    parser.add_argument("--roi-counts", type=int, nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--num-classes", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         return torch_worker(args)
     print(describe_machine(), flush=True)
     print(f"load average at start: {os.getloadavg()}", flush=True)
+    from segzoo.training.defaults import rois_per_image
+
+    roi_counts = [args.rois or rois_per_image(size) for size in args.sizes]
     tmp = tempfile.mkdtemp(prefix="train_step_small_")
     npz = os.path.join(tmp, "images.npz")
     num_classes, counts = export_images(args.data, args.data_dir, args.split,
@@ -203,6 +215,7 @@ def main(argv=None) -> int:
         command = [args.torch_python, os.path.abspath(__file__), "--worker", "--npz", npz,
                    "--num-classes", str(num_classes), "--batch-size", str(args.batch_size),
                    "--steps", str(args.steps), "--threads", str(args.threads),
+                   "--roi-counts", *map(str, roi_counts),
                    "--sizes", *map(str, args.sizes)]
         torch_proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         header = json.loads(torch_proc.stdout.readline())

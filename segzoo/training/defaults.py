@@ -79,12 +79,26 @@ def choose_splits(recipe: Recipe, splits) -> tuple[Recipe, list[str]]:
     return dataclasses.replace(recipe, **changes), notes
 
 
+def rois_per_image(short_side) -> int:
+    """RoIs sampled per training image for a short side: the paper's 512 at 800 px, scaled
+    with the image area and kept in [128, 512] (multiples of 32).
+
+    512 RoIs were chosen for 800 x 1333 COCO images; a 128 px image has 1/39 of their
+    area, and detectron2 advises 128 for small data sets. Fewer RoIs mean a smaller
+    box-head batch (its 12544 x 1024 matmul) and fewer positives for the mask head.
+    """
+    scaled = 512 * (float(short_side) / 800) ** 2
+    return int(min(512, max(128, 32 * round(scaled / 32))))
+
+
 def instance_scale(recipe: Recipe) -> Recipe:
     """An instance recipe whose model resizes to the scale it is trained at.
 
     `min_size` (the short side at inference) = the largest `image_size`, unless
     `--model-arg min_size=` was given; `max_size` = the user's, else the recipe's
     own min:max ratio when its model_args set both, else the paper's 800:1333.
+    `box_batch_size_per_image` = `rois_per_image(image_size)` unless the recipe or
+    the user sets it (512 at 800 px, as the paper; 128 at 128 px).
     """
     args = dict(recipe.model_args)
     size = largest_size(recipe.image_size)
@@ -94,6 +108,8 @@ def instance_scale(recipe: Recipe) -> Recipe:
         if not _user(recipe, "model_args.max_size"):
             ratio = (old_max / old_min) if old_min and old_max else MAX_SIZE_RATIO
             args["max_size"] = int(round(size * ratio))
+    if "box_batch_size_per_image" not in args:  # a recipe's or the user's value stays
+        args["box_batch_size_per_image"] = rois_per_image(size)
     return dataclasses.replace(recipe, model_args=args)
 
 
@@ -337,19 +353,64 @@ def describe_scan(record: dict) -> str:
 
 
 def instance_data_defaults(recipe: Recipe, elements, max_images=SCAN_IMAGES) -> tuple[Recipe, dict]:
-    """The generic instance recipe's short side from the data: the median short side of up
-    to `max_images` training images, down to a multiple of 32, in [128, 800] (no 128 px
-    image upsampled to the recipe's 512), unless `--image-size` was given."""
+    """The generic instance recipe's short side, anchors and detection budget from the data.
+
+    Short side: the median short side of up to `max_images` training images, down to
+    a multiple of 32, in [128, 800] (no 128 px image upsampled to the recipe's 512),
+    unless `--image-size` was given.
+
+    Anchors: when the median object (sqrt of its box area, at the training scale) is
+    under 24 px, below the paper's smallest 32 px anchor (nuclei, cells, small parts),
+    `anchor_sizes` become (a, 2a, 4a, 8a, 16a) with a the power of two nearest that
+    median, in [8, 32]; else the paper's (32, ..., 512) stay.
+
+    Detections per image: when a scanned image holds more than half of the model's
+    default 100 (dense data), `max_detections` becomes twice the largest count,
+    rounded up to a hundred (training itself has no instance cap:
+    `instance_train_pipeline`).
+
+    Model arguments the recipe or the user set are never changed.
+    """
     import itertools
 
-    shorts = [min(np.asarray(e["image"]).shape[:2])
-              for e in itertools.islice(elements, max_images)]
+    from segzoo.models.mask_rcnn.builders import DEFAULTS as DETECTOR_DEFAULTS
+
+    shorts, counts, objects = [], [], []  # objects: (sqrt box area, image short side)
+    for element in itertools.islice(elements, max_images):
+        short = min(np.asarray(element["image"]).shape[:2])
+        shorts.append(short)
+        if "classes" in element:
+            counts.append(len(element["classes"]))
+        if "boxes" in element and len(element["boxes"]):
+            boxes = np.asarray(element["boxes"], np.float64).reshape(-1, 4)
+            sides = np.sqrt(np.clip(boxes[:, 2] - boxes[:, 0], 0, None)
+                            * np.clip(boxes[:, 3] - boxes[:, 1], 0, None))
+            objects += [(side, short) for side in sides]
     if not shorts:
         raise ValueError("the training split has no images to scan")
     record = {"images_scanned": len(shorts), "median_short_side": int(np.median(shorts)),
               "chosen": {}}
-    if _user(recipe, "image_size"):
-        return recipe, record
-    size = int(np.clip(record["median_short_side"] // 32 * 32, 128, 800))
-    record["chosen"]["image_size"] = size
-    return dataclasses.replace(recipe, image_size=size), record
+    if counts:
+        record["max_instances_per_image"] = int(max(counts))
+    changes, args = {}, dict(recipe.model_args)
+
+    def settable(name):
+        return name not in recipe.model_args and not _user(recipe, f"model_args.{name}")
+
+    if not _user(recipe, "image_size"):
+        size = int(np.clip(record["median_short_side"] // 32 * 32, 128, 800))
+        record["chosen"]["image_size"] = changes["image_size"] = size
+    scale = largest_size(changes.get("image_size", recipe.image_size))
+    if objects:
+        median = float(np.median([side * scale / short for side, short in objects]))
+        record["median_object_size"] = round(median, 1)
+        if median < 24 and settable("anchor_sizes"):
+            smallest = int(np.clip(2 ** round(math.log2(max(median, 1.0))), 8, 32))
+            args["anchor_sizes"] = record["chosen"]["anchor_sizes"] = [smallest * 2**i for i in range(5)]
+    default_detections = DETECTOR_DEFAULTS["max_detections"]
+    if counts and 2 * max(counts) > default_detections and settable("max_detections"):
+        detections = int(math.ceil(2 * max(counts) / 100) * 100)
+        args["max_detections"] = record["chosen"]["max_detections"] = detections
+    if args != recipe.model_args:
+        changes["model_args"] = args
+    return dataclasses.replace(recipe, **changes), record

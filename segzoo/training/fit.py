@@ -84,11 +84,22 @@ def _fit_to_data(recipe, spec, model_name, info, data_dir):
             elements = load_split(recipe.data, recipe.train_split, data_dir, "instance",
                                   recipe.data_args, defaults.SCAN_IMAGES).as_numpy_iterator()
             recipe, scan = defaults.instance_data_defaults(recipe, elements)
-            if scan["chosen"]:
+            if "image_size" in scan["chosen"]:
                 notes.append(f"image size {recipe.image_size}: the median short side of "
                              f"{scan['images_scanned']} training images is "
                              f"{scan['median_short_side']}")
+            if "anchor_sizes" in scan["chosen"]:
+                notes.append(f"anchor sizes {tuple(scan['chosen']['anchor_sizes'])}: the median "
+                             f"object is {scan['median_object_size']} px at the training scale")
+            if "max_detections" in scan["chosen"]:
+                notes.append(f"max_detections {scan['chosen']['max_detections']}: a training "
+                             f"image holds {scan['max_instances_per_image']} instances")
+        chosen_rois = "box_batch_size_per_image" not in recipe.model_args
         recipe = defaults.instance_scale(recipe)
+        rois = recipe.model_args["box_batch_size_per_image"]
+        if chosen_rois and rois != defaults.rois_per_image(800):
+            notes.append(f"{rois} RoIs per image (the paper's 512 at 800 px, scaled with the "
+                         f"image area at {defaults.largest_size(recipe.image_size)} px, at least 128)")
     recipe, channel_notes = defaults.input_channels(recipe, model_name, info.image_channels)
     notes += channel_notes
     recipe, pretrained = defaults.pretrained_fallback(recipe, model_name)

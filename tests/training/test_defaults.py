@@ -42,7 +42,22 @@ def test_image_size_sets_min_and_max_size():
     only_max = apply_overrides(get_recipe("instance"), image_size=128,
                                model_args={"max_size": 300})
     assert defaults.instance_scale(only_max).model_args == {
-        **only_max.model_args, "min_size": 128, "max_size": 300}
+        **only_max.model_args, "min_size": 128, "max_size": 300, "box_batch_size_per_image": 128}
+
+
+def test_rois_per_image_follow_the_image_area():
+    assert [defaults.rois_per_image(s) for s in (128, 256, 512, 640, 800, 1024)] == [
+        128, 128, 224, 320, 512, 512]
+    coco = defaults.instance_scale(get_recipe("coco_mask_rcnn")).model_args
+    assert coco["box_batch_size_per_image"] == 512  # the paper's, at 800 px
+    small = defaults.instance_scale(apply_overrides(get_recipe("instance"), image_size=128))
+    assert small.model_args["box_batch_size_per_image"] == 128
+    # A recipe's own value (the narrow shapes heads) and the user's stay.
+    shapes = defaults.instance_scale(apply_overrides(get_recipe("shapes_mask_rcnn"), image_size=512))
+    assert shapes.model_args["box_batch_size_per_image"] == 128
+    user = apply_overrides(get_recipe("instance"), image_size=128,
+                           model_args={"box_batch_size_per_image": 512})
+    assert defaults.instance_scale(user).model_args["box_batch_size_per_image"] == 512
 
 
 def _unavailable(model_name, model_args):
@@ -160,3 +175,41 @@ def test_instance_short_side_from_the_data():
     assert defaults.instance_data_defaults(get_recipe("instance"), iter(big))[0].image_size == 800
     user = apply_overrides(get_recipe("instance"), image_size=256)
     assert defaults.instance_data_defaults(user, iter(elements))[0].image_size == 256
+
+
+def test_dense_data_raises_the_detection_budget():
+    """Up to 50 instances an image keeps COCO's 100 detections; 180 nuclei give 400."""
+    def element(count):
+        return {"image": np.zeros((256, 256, 3), np.uint8), "classes": np.ones(count, np.int32)}
+
+    sparse, record = defaults.instance_data_defaults(get_recipe("instance"), iter([element(3),
+                                                                                  element(50)]))
+    assert "max_detections" not in sparse.model_args and record["max_instances_per_image"] == 50
+    dense, record = defaults.instance_data_defaults(get_recipe("instance"),
+                                                    iter([element(0), element(180)]))
+    assert dense.model_args["max_detections"] == 400 and record["chosen"]["max_detections"] == 400
+    assert dense.model_args["backbone_weights"] == "imagenet"  # the recipe's other arguments stay
+    user = apply_overrides(get_recipe("instance"), model_args={"max_detections": 150})
+    assert defaults.instance_data_defaults(user, iter([element(180)]))[0].model_args[
+        "max_detections"] == 150
+
+
+def test_small_objects_get_smaller_anchors():
+    """Nuclei of ~12 px at the training scale: anchors from 16 px; 41 px objects keep the paper's."""
+    def element(side, count=20, short=256):
+        boxes = np.tile([[10.0, 10.0, 10.0 + side, 10.0 + side]], (count, 1))
+        return {"image": np.zeros((short, short, 3), np.uint8), "boxes": boxes,
+                "classes": np.ones(count, np.int32)}
+
+    small, record = defaults.instance_data_defaults(get_recipe("instance"), iter([element(12)] * 3))
+    assert record["median_object_size"] == 12.0
+    assert small.model_args["anchor_sizes"] == [16, 32, 64, 128, 256]
+    # Measured at the training scale: 12 px boxes in 512 px images trained at 256 px are 6 px.
+    half = apply_overrides(get_recipe("instance"), image_size=256)
+    tiny, record = defaults.instance_data_defaults(half, iter([element(12, short=512)]))
+    assert record["median_object_size"] == 6.0 and tiny.model_args["anchor_sizes"][0] == 8
+    usual, _ = defaults.instance_data_defaults(get_recipe("instance"), iter([element(41)]))
+    assert "anchor_sizes" not in usual.model_args
+    user = apply_overrides(get_recipe("instance"), model_args={"anchor_sizes": (32, 64, 128, 256, 512)})
+    assert defaults.instance_data_defaults(user, iter([element(12)]))[0].model_args[
+        "anchor_sizes"] == (32, 64, 128, 256, 512)
