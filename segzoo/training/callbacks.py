@@ -3,7 +3,9 @@
 - `BestCheckpoint`: `model.keras` = best weights by the monitored validation
   metric, written to a temporary file then `os.replace`d (a crash never leaves
   a half-written checkpoint); its best value survives a resume.
-- `BackupAndRestore`: Keras's, but never backs up a NaN epoch.
+- `BackupAndRestore`: Keras's, but never backs up a NaN epoch, and writes the backup
+  to temporary files then `os.replace`s them (a run killed while it writes, e.g. at
+  a session's end, resumes from the previous epoch instead of a truncated file).
 - `TerminateOnNaN`: stops at the first non-finite loss; the best checkpoint
   and the backup keep the last good weights.
 - `TimeLimit`: stops after a wall-clock budget (the epoch's validation still runs).
@@ -154,6 +156,18 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
         if self.nan_guard is not None and self.nan_guard.stopped:
             return
         super().on_train_end(logs)
+
+    def _save_model(self):
+        """Weights (model and optimizer) and the epoch/batch metadata, each written
+        beside its final name and moved over it."""
+        os.makedirs(self.backup_dir, exist_ok=True)
+        partial_weights = os.path.join(self.backup_dir, "partial.weights.h5")
+        self.model.save_weights(filepath=partial_weights, overwrite=True)
+        partial_metadata = self._training_metadata_path + ".partial"
+        with open(partial_metadata, "w") as f:
+            json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen}, f)
+        os.replace(partial_weights, self._weights_path)
+        os.replace(partial_metadata, self._training_metadata_path)
 
 
 class TimeLimit(keras.callbacks.Callback):

@@ -107,6 +107,33 @@ def test_resume_after_kill_continues_and_matches_uninterrupted(tmp_path):
     assert not os.path.exists(tmp_path / "b" / "backup")  # removed once the run completed
 
 
+def test_kill_while_the_backup_is_written_resumes_from_the_previous_epoch(tmp_path, monkeypatch):
+    """A process killed half-way through writing epoch 2's backup (a session ending) leaves
+    epoch 1's intact: the rerun continues from there and ends with the uninterrupted weights."""
+    reference = train(_config(tmp_path / "a")).model.get_weights()
+    original = keras.Model.save_weights
+    backups = []
+
+    def killed_on_the_second_backup(self, filepath, *args, **kwargs):
+        if "backup" in str(filepath):
+            backups.append(filepath)
+            if len(backups) == 2:
+                with open(filepath, "wb") as f:
+                    f.write(b"\x89HDF truncated")
+                raise _Interrupt()
+        return original(self, filepath, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "save_weights", killed_on_the_second_backup)
+    with pytest.raises(_Interrupt):
+        train(_config(tmp_path / "b"))
+    monkeypatch.setattr(keras.Model, "save_weights", original)
+    record = _RecordEpochs()
+    resumed = train(_config(tmp_path / "b"), extra_callbacks=[record])
+    assert record.epochs == [1, 2]  # epoch 0's backup was the last complete one
+    for got, want in zip(resumed.model.get_weights(), reference, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
 class _PoisonAfterEpoch(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if epoch == 0:
