@@ -188,3 +188,27 @@ def test_train_with_precision_bfloat16(tmp_path):
     assert keras.config.dtype_policy().name == "float32"
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["precision"] == "bfloat16"
+
+
+def test_a_float32_detector_checkpoint_loads_at_bfloat16_as_if_built_there(tmp_path):
+    """The saved configs pinned the FPN, RPN and RoI heads at float32: loaded at bfloat16 only
+    the backbone followed. Now every layer computes as in a model built under the policy."""
+    from tests.models.mask_rcnn.test_model import TINY
+
+    def dtypes(model):
+        return sorted((type(layer).__name__, layer.dtype_policy.name)
+                      for layer in model._flatten_layers())
+
+    segzoo.get_model("ms_rcnn", **TINY).save(tmp_path / "model.keras")
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        built = segzoo.get_model("ms_rcnn", **TINY)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    loaded = load_checkpoint_at(tmp_path / "model.keras", "bfloat16")
+    assert dtypes(loaded) == dtypes(built)
+    assert loaded.roi_heads.box_head.fc6.compute_dtype == "bfloat16"
+    assert loaded.fpn.compute_dtype == "bfloat16"
+    assert loaded.roi_heads.box_predictor.cls_score.compute_dtype == "float32"
+    back = load_checkpoint_at(tmp_path / "model.keras", "float32")
+    assert {policy for *_, policy in dtypes(back)} == {"float32"}

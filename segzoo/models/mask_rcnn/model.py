@@ -39,9 +39,28 @@ from segzoo.models.mask_rcnn.keypoint_names import resolve_keypoint_metadata
 RPN_LOSSES = ("rpn_objectness", "rpn_box")
 
 
+def _without_dtype_policies(config):
+    """`config` with every serialised layer dtype policy removed (nested configs too)."""
+    if isinstance(config, dict):
+        return {key: _without_dtype_policies(value) for key, value in config.items()
+                if not (key == "dtype" and isinstance(value, dict)
+                        and value.get("class_name") == "DTypePolicy")}
+    if isinstance(config, list):
+        return [_without_dtype_policies(value) for value in config]
+    return config
+
+
 def _deserialize(value):
+    """A part from its config, its layers at the *current* Keras dtype policy.
+
+    The saved configs pin each part's policy (float32 when trained in float32), so a
+    checkpoint loaded under `mixed_bfloat16` (`--precision bfloat16`) kept the FPN, RPN
+    and RoI heads in float32 and only the backbone followed. Without the saved
+    policies a loaded detector computes as one built under the policy; the layers
+    meant to stay float32 (the predictions, the keypoint upsampling) say so in code.
+    """
     if isinstance(value, dict):
-        return keras.saving.deserialize_keras_object(value)
+        return keras.saving.deserialize_keras_object(_without_dtype_policies(value))
     return value
 
 
