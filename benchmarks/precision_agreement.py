@@ -18,7 +18,9 @@ and prints one JSON object:
   detection scoring >= threshold + `--margin` in either precision must be
   matched by one scoring >= threshold - margin in the other (so a score that
   sits on the threshold and crosses it by a bfloat16 rounding is not counted
-  as a disagreement, but a confident detection that disappears is).
+  as a disagreement, but a confident detection that disappears is), and
+  `confident_mismatches`: why the unmatched confident ones fail ("class": covered
+  at the IoU by another class; "iou": same class, box IoU in [0.5, 0.9); "gone").
 Prints the machine (CPU, ISA) first: on AVX2-only CPUs bfloat16 is emulated,
 so the figures are the numbers' agreement, not a speed claim.
 """
@@ -102,11 +104,42 @@ def confident_matches(a, b, score_threshold, margin, iou_threshold):
     return result["matched"], result["reference"]
 
 
+def mismatch_reasons(a, b, score_threshold, margin, iou_threshold) -> dict:
+    """Why each confident detection of `a` (score >= threshold + margin) has no counterpart in
+    `b` at the plain rule's IoU: counts of
+    - "class": a `b` detection (score >= threshold - margin) covers it at IoU >= iou_threshold
+      but with another class;
+    - "iou": its best same-class `b` box has IoU in [0.5, iou_threshold) (the box moved);
+    - "gone": no same-class `b` box at IoU >= 0.5 (the detection vanished or fell under
+      threshold - margin).
+    Greedy one-to-one as `match_detections`; matched detections are not counted."""
+    from segzoo.evaluation.agreement import box_iou
+
+    confident, candidates = _above(a, score_threshold + margin), _above(b, score_threshold - margin)
+    reasons = {"class": 0, "iou": 0, "gone": 0}
+    iou = box_iou(np.asarray(confident["boxes"]).reshape(-1, 4),
+                  np.asarray(candidates["boxes"]).reshape(-1, 4))
+    same = np.asarray(confident["classes"])[:, None] == np.asarray(candidates["classes"])[None, :]
+    taken = np.zeros(iou.shape[1], bool)
+    for i in np.argsort(-np.asarray(confident["scores"]), kind="stable"):
+        same_iou = np.where(same[i] & ~taken, iou[i], -1.0)
+        if same_iou.size and same_iou.max() >= iou_threshold:
+            taken[int(np.argmax(same_iou))] = True
+        elif iou.shape[1] and np.where(~same[i], iou[i], -1.0).max() >= iou_threshold:
+            reasons["class"] += 1
+        elif same_iou.size and same_iou.max() >= 0.5:
+            reasons["iou"] += 1
+        else:
+            reasons["gone"] += 1
+    return reasons
+
+
 def instance_agreement(reference, other, elements, score_threshold=0.5, iou_threshold=0.9,
                        margin=0.05):
     from segzoo.evaluation.agreement import match_detections, summarise_matches
 
     matches, confident, scores_diff = [], [0, 0], []
+    reasons = {"class": 0, "iou": 0, "gone": 0}
     for _, element in elements:
         a, b = _detections(reference, element["image"]), _detections(other, element["image"])
         matches.append(match_detections(_above(a, score_threshold), _above(b, score_threshold),
@@ -115,6 +148,8 @@ def instance_agreement(reference, other, elements, score_threshold=0.5, iou_thre
             matched, total = confident_matches(x, y, score_threshold, margin, iou_threshold)
             confident[0] += matched
             confident[1] += total
+            for key, count in mismatch_reasons(x, y, score_threshold, margin, iou_threshold).items():
+                reasons[key] += count
         near = np.abs(a["scores"] - score_threshold) < margin
         scores_diff.append(int(near.sum()))
     if not matches:
@@ -124,6 +159,7 @@ def instance_agreement(reference, other, elements, score_threshold=0.5, iou_thre
             "detections_float32": summary["reference"], "detections_other": summary["other"],
             "detections_matched_margin": 1.0 if confident[1] == 0 else confident[0] / confident[1],
             "confident_matched": confident[0], "confident_detections": confident[1],
+            "confident_mismatches": reasons,
             "float32_detections_within_margin": sum(scores_diff),
             "images": len(matches), "score_threshold": score_threshold, "margin": margin,
             "iou_threshold": iou_threshold}
