@@ -392,11 +392,8 @@ def instance_data_defaults(recipe: Recipe, elements, max_images=SCAN_IMAGES) -> 
               "chosen": {}}
     if counts:
         record["max_instances_per_image"] = int(max(counts))
+    # A model argument the recipe or the user set (`--model-arg` merges into model_args) stays.
     changes, args = {}, dict(recipe.model_args)
-
-    def settable(name):
-        return name not in recipe.model_args and not _user(recipe, f"model_args.{name}")
-
     if not _user(recipe, "image_size"):
         size = int(np.clip(record["median_short_side"] // 32 * 32, 128, 800))
         record["chosen"]["image_size"] = changes["image_size"] = size
@@ -404,11 +401,11 @@ def instance_data_defaults(recipe: Recipe, elements, max_images=SCAN_IMAGES) -> 
     if objects:
         median = float(np.median([side * scale / short for side, short in objects]))
         record["median_object_size"] = round(median, 1)
-        if median < 24 and settable("anchor_sizes"):
+        if median < 24 and "anchor_sizes" not in recipe.model_args:
             smallest = int(np.clip(2 ** round(math.log2(max(median, 1.0))), 8, 32))
             args["anchor_sizes"] = record["chosen"]["anchor_sizes"] = [smallest * 2**i for i in range(5)]
     default_detections = DETECTOR_DEFAULTS["max_detections"]
-    if counts and 2 * max(counts) > default_detections and settable("max_detections"):
+    if counts and 2 * max(counts) > default_detections and "max_detections" not in recipe.model_args:
         detections = int(math.ceil(2 * max(counts) / 100) * 100)
         args["max_detections"] = record["chosen"]["max_detections"] = detections
     if args != recipe.model_args:
