@@ -7,7 +7,9 @@
                   "metrics": {key: mean}, "metrics_std": {key: sample std (ddof 1; 0 for
                   one seed)}, "per_seed": [{"seed", "metrics", "train_seconds", "steps",
                   "epochs"}], "train_seconds": mean, "epochs": mean, "steps": mean}, ...],
-     "winners": {study: variant}, "claims": [{"study", "claim", "held", "verdict"}]}
+     "winners": {study: variant}, "claims": [{"study", "claim", "held", "verdict"}],
+     "pretraining": null | {"run", "model", "model_args", "skip", "share",
+                            "per_seed": [{"seed", "metrics", "train_seconds", "steps", "epochs"}]}}
 
 Metrics are `segzoo eval --json`'s (0..1). The Markdown tables show them as
 percentages with one decimal (the papers' layout: a row per variant, AP /
@@ -64,6 +66,24 @@ def build_records(family: Family, studies, seeds, results) -> list[dict]:
                 "steps": _mean_std(r["steps"] for r in per_seed)[0],
             })
     return records
+
+
+def pretraining_record(family: Family, seeds, results) -> dict | None:
+    """The shared pre-training runs of `results` (None when the family has none)."""
+    from segzoo.ablation.runner import pretraining_key
+
+    pre = family.pretraining
+    if pre is None:
+        return None
+    key = pretraining_key(family)
+    return {
+        "run": key, "model": pre.variant.model,
+        "model_args": {**family.model_args, **pre.variant.model_args},
+        "skip": list(pre.skip), "share": pre.share,
+        "per_seed": [{k: results[(key, s)][k] for k in ("seed", "metrics", "train_seconds", "steps",
+                                                        "epochs", "checkpoint")}
+                     for s in seeds if (key, s) in results],
+    }
 
 
 def _study_records(records, study):
@@ -153,6 +173,18 @@ def markdown(content: dict, family: Family, studies) -> str:
         f"val split, in %{' (mean ± std over seeds)' if num_seeds > 1 else ''}. "
         "Bold: the best variant of each study.",
     ]
+    pre = content.get("pretraining")
+    if pre:
+        metric = family.studies[0].claim.metric
+        done = ", ".join(f"seed {p['seed']}: {p['steps']} steps in {p['train_seconds']:.0f} s, "
+                         f"{metric} {100 * p['metrics'][metric]:.1f}" for p in pre["per_seed"])
+        share = (f"{100 * pre['share']:.0f}% of the budget" if budget.get("epochs") is None
+                 else "the same epochs")
+        args = ", ".join(f"{k}={v}" for k, v in pre["model_args"].items())
+        lines += ["", f"Every variant's first stage starts from a shared pre-training per seed "
+                      f"(the papers' ImageNet initialisation): `{pre['model']}` ({args}) trained for "
+                      f"{share} ({done or 'not finished'}); its layers except "
+                      f"{', '.join(pre['skip'])} initialise each variant, those start fresh."]
     if content.get("partial"):
         lines += ["", "**Partial: the ablation is still running or was interrupted.**"]
     headers = [h for _, h in family.metrics]
@@ -220,6 +252,7 @@ def write_report(out: str, family: Family, studies, seeds, results, plan, *, par
                    "eval_images": settings["eval_images"]},
         "recipe": family.recipe.name, "partial": bool(partial), "records": records,
         "winners": {s.name: winner(records, s) for s in studies},
+        "pretraining": pretraining_record(family, seeds, results),
     }
     content["claims"] = [check_claim(records, s, len(seeds)) for s in studies]
     tmp = os.path.join(out, f".ablation.json.tmp-{os.getpid()}")
@@ -234,4 +267,4 @@ def write_report(out: str, family: Family, studies, seeds, results, plan, *, par
     return content
 
 
-__all__ = ["write_report", "build_records", "check_claim", "winner", "markdown", "plot"]
+__all__ = ["write_report", "build_records", "pretraining_record", "check_claim", "winner", "markdown", "plot"]

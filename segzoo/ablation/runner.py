@@ -58,13 +58,26 @@ _TIME_BUDGET_EPOCHS = 100_000  # "until the time limit"
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-    """One training run: a unique (model, switches, initialisation) at one seed."""
+    """One training run: a unique (model, switches, initialisation) at one seed.
+
+    Attributes:
+        key: the run's name (its directory under OUT/runs).
+        model, model_args: what is trained.
+        init_from: key of the run whose checkpoint (same seed) initialises this one, or None.
+        seed: the seed.
+        skip: `fnmatch` patterns of layers `init_from` does not copy (see `Pretraining`).
+        weight: its share of a `--minutes` budget, relative to a variant's run (1).
+        pretraining: whether it is the family's shared first stage (not a table row).
+    """
 
     key: str
     model: str
     model_args: dict
-    init_from: str | None  # key of the run whose checkpoint (same seed) initialises this one
+    init_from: str | None
     seed: int
+    skip: tuple = ()
+    weight: float = 1.0
+    pretraining: bool = False
 
     def directory(self, out: str) -> str:
         return os.path.join(out, "runs", self.key, f"seed{self.seed}")
@@ -85,31 +98,59 @@ def _non_default_args(variant: Variant) -> dict:
     return changed
 
 
+def _variant_key(variant: Variant) -> str:
+    parts = [variant.model] + [f"{k}={v}" for k, v in sorted(_non_default_args(variant).items())]
+    return _slug("-".join(parts))
+
+
 def variant_keys(study: Study) -> dict[str, str]:
     """variant name -> run key, for the variants of `study`."""
     keys: dict[str, str] = {}
     for variant in study.variants:
-        parts = [variant.model] + [f"{k}={v}" for k, v in sorted(_non_default_args(variant).items())]
+        key = _variant_key(variant)
         if variant.init_from:
-            parts.append(f"from-{keys[variant.init_from]}")
-        keys[variant.name] = _slug("-".join(parts))
+            key += _slug(f"-from-{keys[variant.init_from]}")
+        keys[variant.name] = key
     return keys
 
 
+def pretraining_key(family: Family) -> str | None:
+    """The run key of the family's shared pre-training (None without one)."""
+    if family.pretraining is None:
+        return None
+    return "pretraining-" + _variant_key(family.pretraining.variant)
+
+
 def plan_runs(family: Family, studies, seeds) -> list[Run]:
-    """The unique runs of `studies` x `seeds`, each after the run it initialises from."""
+    """The unique runs of `studies` x `seeds`, each after the run it initialises from: per seed,
+    the family's pre-training first (when it has one), whose weights (less `Pretraining.skip`)
+    start every variant that is not staged from another."""
     runs: dict[tuple[str, int], Run] = {}
+    pre = family.pretraining
+    pre_key = pretraining_key(family)
     for seed in seeds:
+        if pre is not None:
+            runs[(pre_key, seed)] = Run(pre_key, pre.variant.model,
+                                        {**family.model_args, **pre.variant.model_args}, None,
+                                        seed, pretraining=True)
         for study in studies:
             keys = variant_keys(study)
             for variant in study.variants:
                 key = keys[variant.name]
                 if (key, seed) in runs:
                     continue
-                init = keys[variant.init_from] if variant.init_from else None
+                if variant.init_from:
+                    init, skip = keys[variant.init_from], ()
+                else:
+                    init, skip = pre_key, (pre.skip if pre is not None else ())
                 runs[(key, seed)] = Run(key, variant.model, {**family.model_args, **variant.model_args},
-                                        init, seed)
-    return list(runs.values())
+                                        init, seed, skip=tuple(skip))
+    plan = list(runs.values())
+    if pre is not None:  # the pre-training runs take `share` of the budget between them
+        variants = sum(not r.pretraining for r in plan)
+        weight = pre.share * variants / (len(seeds) * (1.0 - pre.share))
+        plan = [dataclasses.replace(r, weight=weight) if r.pretraining else r for r in plan]
+    return plan
 
 
 def evaluate_checkpoint(checkpoint, data="shapes", data_dir=None, split="val", max_images=None) -> dict:
@@ -210,6 +251,7 @@ def _train_and_evaluate(run, family, out, train_seconds, data, data_dir, minutes
         if not os.path.exists(init_from):
             raise FileNotFoundError(f"{run.key}: the staged initialisation {init_from!r} is missing")
     recipe = _recipe(family, data, run.model_args, minutes, epochs, steps_per_epoch, recipe_overrides)
+    recipe = dataclasses.replace(recipe, init_skip=tuple(run.skip))
     seconds = train_seconds
     clock = _StepClock()
     keras.backend.clear_session()
@@ -227,7 +269,8 @@ def _train_and_evaluate(run, family, out, train_seconds, data, data_dir, minutes
                                   eval_images)
     done = {
         "key": run.key, "model": run.model, "model_args": run.model_args, "seed": run.seed,
-        "init_from": run.init_from, "metrics": metrics,
+        "init_from": run.init_from, "init_skip": list(run.skip), "pretraining": run.pretraining,
+        "metrics": metrics,
         "train_seconds": round(clock.seconds, 1), "train_limit_seconds": seconds,
         "steps": clock.steps,
         "steps_per_epoch": steps_per_epoch_done,
@@ -293,7 +336,9 @@ def run_ablation(family_name, *, out: str | None = None, studies=None, minutes=N
     results: dict[tuple[str, int], dict] = {}
     pending = [r for r in runs if not os.path.exists(os.path.join(r.directory(out), "done.json"))]
     start = time.monotonic()
-    deadline = start + (minutes * 60.0 * len(pending) / len(runs) if minutes else 0.0)
+    total_weight = sum(r.weight for r in runs)
+    deadline = start + (minutes * 60.0 * sum(r.weight for r in pending) / total_weight
+                        if minutes else 0.0)
     overheads: list[float] = []
     for index, run in enumerate(runs, 1):
         done_path = os.path.join(run.directory(out), "done.json")
@@ -305,12 +350,13 @@ def run_ablation(family_name, *, out: str | None = None, studies=None, minutes=N
             continue
         train_seconds = None
         if minutes:
-            runs_left = len(pending) - len(overheads)
-            share = (deadline - time.monotonic()) / runs_left
+            left = pending[pending.index(run):]
             overhead = (sum(overheads) / len(overheads) if overheads
                         else (1 - TRAIN_SHARE) * minutes * 60.0 / len(runs))
-            train_seconds = max(1.0, share - overhead)
-        log(f"segzoo ablate: [{index}/{len(runs)}] {run.key} seed {run.seed}: training"
+            training_left = deadline - time.monotonic() - overhead * len(left)
+            train_seconds = max(1.0, training_left * run.weight / sum(r.weight for r in left))
+        log(f"segzoo ablate: [{index}/{len(runs)}] {run.key} seed {run.seed}: "
+            + ("pre-training" if run.pretraining else "training")
             + (f" for {train_seconds:.0f} s" if train_seconds else ""))
         run_start = time.monotonic()
         done = _train_and_evaluate(run, family, out, train_seconds, data, data_dir, minutes, epochs,
@@ -332,4 +378,4 @@ def run_ablation(family_name, *, out: str | None = None, studies=None, minutes=N
     return content
 
 
-__all__ = ["Run", "run_ablation", "plan_runs", "variant_keys", "evaluate_checkpoint", "TRAIN_SHARE"]
+__all__ = ["Run", "run_ablation", "plan_runs", "variant_keys", "pretraining_key", "evaluate_checkpoint", "TRAIN_SHARE"]

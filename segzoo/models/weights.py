@@ -10,6 +10,7 @@ and are skipped, keeping their fresh initialisation; the report says so.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import os
 
 
@@ -22,6 +23,7 @@ class WeightLoadReport:
         skipped_mismatched: layer name -> (target shapes, source shapes), not copied.
         missing_in_source: target layers with weights that the source lacks
             (they keep their initialisation).
+        not_copied: target layers left at their initialisation because `skip` names them.
         unused_in_source: source layers with weights that the target lacks.
         class_dependent: the target's `class_dependent_layers` (a skip there is
             expected when the class count changes; elsewhere the architectures differ).
@@ -32,6 +34,7 @@ class WeightLoadReport:
     loaded: list = dataclasses.field(default_factory=list)
     skipped_mismatched: dict = dataclasses.field(default_factory=dict)
     missing_in_source: list = dataclasses.field(default_factory=list)
+    not_copied: list = dataclasses.field(default_factory=list)
     unused_in_source: list = dataclasses.field(default_factory=list)
     class_dependent: tuple = ()
 
@@ -46,6 +49,8 @@ class WeightLoadReport:
         if self.missing_in_source:
             lines.append(f"  not in the source (kept initialisation): "
                          f"{', '.join(self.missing_in_source)}")
+        if self.not_copied:
+            lines.append(f"  not copied (kept initialisation): {', '.join(self.not_copied)}")
         if self.unused_in_source:
             lines.append(f"  unused source layers: {', '.join(self.unused_in_source)}")
         return "\n".join(lines)
@@ -59,13 +64,16 @@ def _sublayers_with_weights(layer) -> dict:
     return {sub.name: sub for sub in layer._flatten_layers(include_self=False, recursive=False) if sub.weights}
 
 
-def _copy_by_name(model, source, skip_mismatched, report, prefix):
+def _copy_by_name(model, source, skip_mismatched, report, prefix, skip=()):
     """Copies layer by layer; a composite layer whose shapes differ is matched sublayer by sublayer
     (e.g. a detector's RoI heads: the class-independent heads load, the predictors are skipped)."""
     target_layers = _layers_with_weights(model) if not prefix else _sublayers_with_weights(model)
     source_layers = _layers_with_weights(source) if not prefix else _sublayers_with_weights(source)
     for name, layer in target_layers.items():
         path = prefix + name
+        if any(fnmatch.fnmatchcase(path, pattern) for pattern in skip):
+            report.not_copied.append(path)
+            continue
         if name not in source_layers:
             report.missing_in_source.append(path)
             continue
@@ -74,7 +82,8 @@ def _copy_by_name(model, source, skip_mismatched, report, prefix):
         source_shapes = [tuple(v.shape) for v in values]
         if target_shapes != source_shapes:
             if _sublayers_with_weights(layer) and _sublayers_with_weights(source_layers[name]):
-                _copy_by_name(layer, source_layers[name], skip_mismatched, report, prefix=path + "/")
+                _copy_by_name(layer, source_layers[name], skip_mismatched, report, prefix=path + "/",
+                              skip=skip)
                 continue
             if not skip_mismatched:
                 raise ValueError(
@@ -88,7 +97,7 @@ def _copy_by_name(model, source, skip_mismatched, report, prefix):
     report.unused_in_source += [prefix + name for name in source_layers if name not in target_layers]
 
 
-def load_weights_by_name(model, source, skip_mismatched=True, verbose=True) -> WeightLoadReport:
+def load_weights_by_name(model, source, skip_mismatched=True, verbose=True, skip=()) -> WeightLoadReport:
     """Copies weights from `source` into `model`, layer by layer, where names match.
 
     Args:
@@ -98,6 +107,9 @@ def load_weights_by_name(model, source, skip_mismatched=True, verbose=True) -> W
         skip_mismatched: skip layers whose weight shapes differ (e.g. the
             class-dependent layers when the class count changes); False raises.
         verbose: print the report.
+        skip: `fnmatch` patterns of layer paths to leave at their initialisation even where
+            the source has them (e.g. ("roi_heads",): a detector's trunk only; ("score*",
+            "upscore*"): an FCN's VGG16 and fc6 / fc7 only).
     Returns:
         `WeightLoadReport`.
     Raises:
@@ -108,7 +120,7 @@ def load_weights_by_name(model, source, skip_mismatched=True, verbose=True) -> W
 
         source = load_checkpoint(source)
     report = WeightLoadReport(class_dependent=tuple(model.class_dependent_layers))
-    _copy_by_name(model, source, skip_mismatched, report, prefix="")
+    _copy_by_name(model, source, skip_mismatched, report, prefix="", skip=tuple(skip))
     if not report.loaded:
         raise ValueError(
             f"no layer of {model.name!r} matches a layer of {source.name!r} by name and shape; "

@@ -172,7 +172,8 @@ def train(config, *, extra_callbacks=()) -> TrainResult:
                 from segzoo.models.weights import load_weights_by_name
 
                 # Layers whose shapes differ (another class count) are skipped and reported.
-                load_weights_by_name(model, recipe.init_from, verbose=is_chief)
+                load_weights_by_name(model, recipe.init_from, verbose=is_chief,
+                                     skip=recipe.init_skip)
             task = _task(model, recipe)
             shard = input_shard(strategy)  # each worker reads its own files
             with sharded_reading(*(shard or (1, 0))):

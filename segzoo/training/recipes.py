@@ -49,6 +49,9 @@ class Recipe:
         model_args: constructor keyword arguments for `segzoo.get_model`.
         data_args: keyword arguments for `segzoo.data.load` / `get_info`.
         init_from: `.keras` checkpoint to initialise from by layer name.
+        init_skip: `fnmatch` patterns of layer paths that `init_from` leaves at their
+            initialisation (`segzoo ablate`'s shared pre-training: a detector's trunk
+            without its RoI heads).
         clipnorm: optional gradient clipping.
         loss: semantic models: "ce" | "dice" | "focal" | "ce+dice"
             (`segzoo.training.losses.get_loss`); instance models compute their own.
@@ -91,6 +94,7 @@ class Recipe:
     model_args: dict = dataclasses.field(default_factory=dict)
     data_args: dict = dataclasses.field(default_factory=dict)
     init_from: str | None = None
+    init_skip: tuple = ()
     clipnorm: float | None = None
     loss: str = "ce"
     scale_jitter: tuple | None = None

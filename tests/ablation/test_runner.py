@@ -131,3 +131,51 @@ def test_time_budget_is_split_over_the_runs(tmp_path):
 def test_bad_arguments_are_value_errors(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         _ablate(tmp_path, **kwargs)
+
+
+def _pretrained_family():
+    from segzoo.ablation.studies import Pretraining
+
+    return tiny_family(pretraining=Pretraining(Variant("pre", "tiny_segmenter", {"width": 4}),
+                                               skip=("score",), share=0.5))
+
+
+def test_a_shared_pretraining_starts_every_unstaged_variant(tmp_path):
+    family = _pretrained_family()
+    runs = runner.plan_runs(family, family.studies, [0, 1])
+    assert [(r.key, r.seed) for r in runs] == [
+        ("pretraining-tiny_segmenter", 0), ("tiny_segmenter", 0), ("tiny_segmenter-width=8", 0),
+        ("tiny_segmenter-from-tiny_segmenter", 0),
+        ("pretraining-tiny_segmenter", 1), ("tiny_segmenter", 1), ("tiny_segmenter-width=8", 1),
+        ("tiny_segmenter-from-tiny_segmenter", 1)]
+    # share 0.5: both seeds' pre-training weigh as much as the 6 variant runs
+    assert [r.weight for r in runs if r.pretraining] == [3.0, 3.0]
+    assert {(r.init_from, r.skip) for r in runs if not r.pretraining and "from-" not in r.key} == {
+        ("pretraining-tiny_segmenter", ("score",))}
+    assert {(r.init_from, r.skip) for r in runs if "from-" in r.key} == {("tiny_segmenter", ())}
+
+    # (w8 shares no layer shape with the width-4 pre-training: only the staged study runs)
+    content = runner.run_ablation(family, out=str(tmp_path), epochs=1, eval_images=3,
+                                  studies=["staged"], verbose=0, log=lambda *a: None)
+    pre_dir = tmp_path / "runs" / "pretraining-tiny_segmenter" / "seed0"
+    for key, init, skip in (("tiny_segmenter", pre_dir, ["score"]),
+                            ("tiny_segmenter-from-tiny_segmenter",
+                             tmp_path / "runs" / "tiny_segmenter" / "seed0", [])):
+        recipe = json.loads((tmp_path / "runs" / key / "seed0" / "metrics.json").read_text())["recipe"]
+        assert recipe["init_from"] == str(init / "model.keras") and recipe["init_skip"] == skip
+    pre = content["pretraining"]
+    assert pre["run"] == "pretraining-tiny_segmenter" and [p["seed"] for p in pre["per_seed"]] == [0]
+    assert pre["per_seed"][0]["steps"] == 2 and "mean_iou" in pre["per_seed"][0]["metrics"]
+    assert [r["variant"] for r in content["records"]] == ["w4", "w4 again"]
+    md = (tmp_path / "ablation.md").read_text()
+    assert "shared pre-training per seed" in md and "except score" in md
+
+
+def test_the_pretraining_gets_its_share_of_a_time_budget(tmp_path):
+    content = runner.run_ablation(_pretrained_family(), out=str(tmp_path), minutes=0.5,
+                                  eval_images=3, studies=["staged"], verbose=0, log=lambda *a: None)
+    done = json.loads((tmp_path / content["pretraining"]["per_seed"][0]["checkpoint"])
+                      .with_name("done.json").read_text())
+    # the first run's limit: (30 s - 3 runs x the 3 s overhead guess) x weight 2 / weight 4
+    assert done["pretraining"] and done["train_limit_seconds"] == pytest.approx(
+        (30.0 - 3 * 0.3 * 30.0 / 3) * 2 / 4, abs=1.0)

@@ -37,17 +37,29 @@ def test_fcn_studies_stage_skips_as_the_paper():
 def test_shared_baselines_train_once_and_stages_come_after_their_source():
     runs = plan_runs(FCN, FCN.studies, [0, 1])
     keys = [(r.key, r.seed) for r in runs]
-    assert len(keys) == len(set(keys)) == 2 * 7  # 5 upsampling + 16s + 8s; fcn32s shared
-    for run in runs:
+    # per seed: the pre-training, 5 upsampling + 16s + 8s (fcn32s shared)
+    assert len(keys) == len(set(keys)) == 2 * 8
+    for run in runs:  # every variant starts from the pre-training or its earlier stage
+        assert run.pretraining or run.init_from
         if run.init_from:
             assert keys.index((run.init_from, run.seed)) < keys.index((run.key, run.seed))
+    pre = [r for r in runs if r.pretraining]
+    assert [(r.key, r.seed, r.model) for r in pre] == [
+        ("pretraining-fcn8s", 0, "fcn8s"), ("pretraining-fcn8s", 1, "fcn8s")]
+    # 40% of the budget: 2 x weight w = 0.4 x (2 w + 14 variant runs)
+    assert pre[0].weight == pytest.approx(0.4 * 14 / (2 * 0.6))
+    first_stages = [r for r in runs if not r.pretraining and "-from-" not in r.key]
+    assert {(r.init_from, r.skip) for r in first_stages} == {
+        ("pretraining-fcn8s", ("score*", "upscore*"))}
     fcn32s = next(r for r in runs if r.key == "fcn32s")
     assert fcn32s.model_args == {"base_filters": 8, "fc_channels": 256,
                                  "upsampling": "bilinear_transposed"}
     studies = [s for s in MASK_RCNN.studies if s.name != "mask_scoring"]
     assert [r.key for r in plan_runs(MASK_RCNN, studies, [0])] == [
-        "mask_rcnn", "mask_rcnn-roi_pooler=warp", "mask_rcnn-roi_pooler=pool",
+        "pretraining-mask_rcnn", "mask_rcnn", "mask_rcnn-roi_pooler=warp", "mask_rcnn-roi_pooler=pool",
         "mask_rcnn-mask_loss=softmax", "mask_rcnn-class_agnostic_masks=True"]
+    assert {r.skip for r in plan_runs(MASK_RCNN, studies, [0]) if not r.pretraining} == {
+        ("roi_heads",)}
 
 
 def test_unknown_study_is_one_line_value_error():

@@ -434,3 +434,26 @@ def test_narrow_fcn_widths_for_cpu_ablations():
         segzoo.get_model("fcn32s", num_classes=4, base_filters=8, backbone_weights="imagenet")
     with pytest.raises(ValueError, match="base_filters must be a multiple of 8, got 12"):
         segzoo.get_model("fcn32s", num_classes=4, base_filters=12)
+
+
+def test_init_skip_copies_the_trunk_and_leaves_the_named_layers_fresh(capsys):
+    """`segzoo ablate`'s shared pre-training: VGG16 + fc6 / fc7 are copied, the score and
+    upsampling layers (`skip`) keep the target's fresh initialisation."""
+    narrow = {"num_classes": 4, "base_filters": 8, "fc_channels": 32}
+    source = segzoo.get_model("fcn8s", learnable_upsampling=True, **narrow)
+    for layer in source.layers:
+        if layer.weights:
+            layer.set_weights([np.random.default_rng(0).normal(size=w.shape) for w in layer.get_weights()])
+    target = segzoo.get_model("fcn32s", **narrow)
+    fresh_upscore = keras.ops.convert_to_numpy(target.get_layer("upscore").kernel)
+    report = load_weights_by_name(target, source, skip=("score*", "upscore*"))
+    assert report.loaded == list(vgg.VGG16_CONV_LAYERS) + ["fc6", "fc7"]
+    assert report.not_copied == ["score_fr", "upscore"] and not report.skipped_mismatched
+    assert "not copied (kept initialisation): score_fr, upscore" in capsys.readouterr().out
+    for name in report.loaded:
+        for got, want in zip(target.get_layer(name).get_weights(), source.get_layer(name).get_weights(),
+                             strict=True):
+            np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(target.get_layer("score_fr").kernel), 0.0)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(target.get_layer("upscore").kernel),
+                                  fresh_upscore)
