@@ -21,6 +21,10 @@ and prints one JSON object:
   as a disagreement, but a confident detection that disappears is), and
   `confident_mismatches`: why the unmatched confident ones fail ("class": covered
   at the IoU by another class; "iou": same class, box IoU in [0.5, 0.9); "gone").
+`--input-noise G` measures the rule's floor instead: float32 against float32 on
+the same images plus seeded uniform integer noise in [-G, G] grey levels (an
+invisible change, like a JPEG re-encode), so a model whose boxes move by a
+pixel under any perturbation shows it.
 Prints the machine (CPU, ISA) first: on AVX2-only CPUs bfloat16 is emulated,
 so the figures are the numbers' agreement, not a speed claim.
 """
@@ -134,14 +138,28 @@ def mismatch_reasons(a, b, score_threshold, margin, iou_threshold) -> dict:
     return reasons
 
 
+def with_noise(grey_levels, seed=0):
+    """image uint8 [H, W, C] -> the image plus uniform integer noise in [-G, G], clipped (seeded)."""
+    rng = np.random.default_rng(seed)
+
+    def perturb(image):
+        noise = rng.integers(-grey_levels, grey_levels + 1, size=image.shape)
+        return np.clip(image.astype(np.int16) + noise, 0, 255).astype(image.dtype)
+
+    return perturb
+
+
 def instance_agreement(reference, other, elements, score_threshold=0.5, iou_threshold=0.9,
-                       margin=0.05):
+                       margin=0.05, perturb=None):
+    """`perturb`: None, or image -> image applied to `other`'s input (the `--input-noise` floor)."""
     from segzoo.evaluation.agreement import match_detections, summarise_matches
 
     matches, confident, scores_diff = [], [0, 0], []
     reasons = {"class": 0, "iou": 0, "gone": 0}
     for _, element in elements:
-        a, b = _detections(reference, element["image"]), _detections(other, element["image"])
+        image = element["image"]
+        a = _detections(reference, image)
+        b = _detections(other, perturb(image) if perturb else image)
         matches.append(match_detections(_above(a, score_threshold), _above(b, score_threshold),
                                         iou_threshold=iou_threshold))
         for x, y in ((a, b), (b, a)):
@@ -176,22 +194,31 @@ def main(argv=None) -> int:
     parser.add_argument("--score-threshold", type=float, default=0.5)
     parser.add_argument("--margin", type=float, default=0.05,
                         help="score margin of detections_matched_margin (module doc)")
+    parser.add_argument("--input-noise", type=int, default=None, metavar="G",
+                        help="instance models: float32 against float32 on the images plus "
+                             "+-G grey levels of noise (the match rule's floor; module doc)")
     args = parser.parse_args(argv)
     print(describe_machine(), flush=True)
 
     from segzoo.training.precision import load_checkpoint_at
 
     reference = load_checkpoint_at(args.checkpoint, "float32")
-    other = load_checkpoint_at(args.checkpoint, args.precision)
     task = "instance" if reference.task == "instance" else "semantic"
+    if args.input_noise is not None and task != "instance":
+        parser.error("--input-noise applies to instance models")
+    precision = "float32" if args.input_noise is not None else args.precision
+    other = reference if args.input_noise is not None else load_checkpoint_at(args.checkpoint,
+                                                                               precision)
     start = time.perf_counter()
     if task == "semantic":
         result = semantic_agreement(reference, other, _images(args, task))
     else:
-        result = instance_agreement(reference, other, _images(args, task),
-                                    score_threshold=args.score_threshold, margin=args.margin)
+        result = instance_agreement(
+            reference, other, _images(args, task), score_threshold=args.score_threshold,
+            margin=args.margin,
+            perturb=None if args.input_noise is None else with_noise(args.input_noise))
     result.update({"checkpoint": args.checkpoint, "model": type(reference).__name__,
-                   "precision": args.precision, "data": f"{args.data}:{args.split}",
+                   "precision": precision, "input_noise": args.input_noise, "data": f"{args.data}:{args.split}",
                    "seconds": round(time.perf_counter() - start, 1)})
     print(json.dumps(result))
     return 0

@@ -6,7 +6,8 @@
 Layout of OUT:
 
     plan.json                      the settings and the per-run training time (kept on resume)
-    runs/KEY/seedS/                a `segzoo train` run directory (model.keras, metrics.json, ...)
+    runs/KEY/seedS/                a `segzoo train` run directory (model.keras, metrics.json, ...);
+                                   KEY pretraining-MODEL is the family's shared first stage
     runs/KEY/seedS/done.json       written atomically once the checkpoint is trained AND
                                    evaluated: a run with it is finished and never redone
     ablation.json / .md / .png     the report (`segzoo.ablation.report`), rewritten after each run
@@ -18,15 +19,17 @@ skips the finished runs and restarts the unfinished one from scratch (same
 seed, so the same result as an uninterrupted run in `--epochs` mode).
 
 Budget: `--epochs N` trains every run N epochs (the recipe's schedule).
-`--minutes M` is the whole command's wall-clock budget, split evenly over the
-runs x seeds: before each run, the time left is divided by the runs left and
-the measured cost of building, checkpointing and evaluating a run (at first a
-guess: 30% of a run's share) is taken off; the rest is that run's training time
-limit (at least one step), with a constant learning rate after warm-up (a poly
-schedule needs a known step count). An invocation that resumes gets the share
-of M of the runs it has left. Training time is wall-clock, so on a shared
-machine a run's step count depends on the load: `train_seconds`, `steps` and
-`epochs` in the report say what each run got.
+`--minutes M` is the whole command's wall-clock budget: the family's shared
+pre-training runs take `Pretraining.share` of it and the variants' runs x seeds
+split the rest evenly. Before each run, the measured cost of building,
+checkpointing and evaluating a run (at first a guess: 30% of an even share) is
+reserved for every run left, and the rest of the time left is divided by the
+runs' shares; that is the run's training time limit (at least one step), with
+a constant learning rate after warm-up (a poly schedule needs a known step
+count). An invocation that resumes gets the share of M of the runs it has left.
+Training time is wall-clock, so on a shared machine a run's step count depends
+on the load: `train_seconds`, `steps` and `epochs` in the report say what each
+run got.
 """
 
 from __future__ import annotations
