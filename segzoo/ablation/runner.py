@@ -5,7 +5,7 @@
 
 Layout of OUT:
 
-    plan.json                      the settings and the per-run training time (kept on resume)
+    plan.json                      the settings (a resume must use the same)
     runs/KEY/seedS/                a `segzoo train` run directory (model.keras, metrics.json, ...);
                                    KEY pretraining-MODEL is the family's shared first stage
     runs/KEY/seedS/done.json       written atomically once the checkpoint is trained AND
@@ -26,7 +26,10 @@ checkpointing and evaluating a run (at first a guess: 30% of an even share) is
 reserved for every run left, and the rest of the time left is divided by the
 runs' shares; that is the run's training time limit (at least one step), with
 a constant learning rate after warm-up (a poly schedule needs a known step
-count). An invocation that resumes gets the share of M of the runs it has left.
+count). An invocation that resumes has M less what its finished runs took
+(`train_seconds` + `overhead_seconds` in their done.json) and reserves the
+overhead they measured, so its runs train as long as in an uninterrupted
+ablation (the time of the run it restarts is not charged).
 Training time is wall-clock, so on a shared machine a run's step count depends
 on the load: `train_seconds`, `steps` and `epochs` in the report say what each
 run got.
@@ -244,6 +247,7 @@ def _train_and_evaluate(run, family, out, train_seconds, data, data_dir, minutes
                         steps_per_epoch, eval_images, recipe_overrides, verbose) -> dict:
     from segzoo.training.fit import train
 
+    started = time.monotonic()
     run_dir = run.directory(out)
     if os.path.isdir(run_dir):  # an unfinished run: start it again from scratch
         shutil.rmtree(run_dir)
@@ -279,6 +283,8 @@ def _train_and_evaluate(run, family, out, train_seconds, data, data_dir, minutes
         "steps_per_epoch": steps_per_epoch_done,
         "epochs": round(clock.steps / steps_per_epoch_done, 3),
         "eval_seconds": round(time.monotonic() - start, 1),
+        # building, checkpointing and evaluating: what a resumed ablation reserves per run
+        "overhead_seconds": round(time.monotonic() - started - clock.seconds, 1),
         "checkpoint": os.path.relpath(os.path.join(run_dir, "model.keras"), out),
     }
     _write_json(os.path.join(run_dir, "done.json"), done)
@@ -338,16 +344,18 @@ def run_ablation(family_name, *, out: str | None = None, studies=None, minutes=N
         + (f"{minutes:g} min in all" if minutes else f"{epochs} epoch(s) each") + f" -> {out}")
     results: dict[tuple[str, int], dict] = {}
     pending = [r for r in runs if not os.path.exists(os.path.join(r.directory(out), "done.json"))]
-    start = time.monotonic()
-    total_weight = sum(r.weight for r in runs)
-    deadline = start + (minutes * 60.0 * sum(r.weight for r in pending) / total_weight
-                        if minutes else 0.0)
-    overheads: list[float] = []
-    for index, run in enumerate(runs, 1):
-        done_path = os.path.join(run.directory(out), "done.json")
+    overheads: list[float] = []  # measured per run, in this invocation or an earlier one
+    used = 0.0  # seconds the finished runs took (training + overhead)
+    for run in runs:
         if run not in pending:
-            with open(done_path) as f:
-                results[(run.key, run.seed)] = json.load(f)
+            with open(os.path.join(run.directory(out), "done.json")) as f:
+                results[(run.key, run.seed)] = finished = json.load(f)
+            overheads.append(finished.get("overhead_seconds", finished["eval_seconds"]))
+            used += finished["train_seconds"] + overheads[-1]
+    start = time.monotonic()
+    deadline = start + (max(0.0, minutes * 60.0 - used) if minutes else 0.0)
+    for index, run in enumerate(runs, 1):
+        if run not in pending:
             log(f"segzoo ablate: [{index}/{len(runs)}] {run.key} seed {run.seed}: finished before, "
                 "skipped")
             continue
@@ -361,10 +369,9 @@ def run_ablation(family_name, *, out: str | None = None, studies=None, minutes=N
         log(f"segzoo ablate: [{index}/{len(runs)}] {run.key} seed {run.seed}: "
             + ("pre-training" if run.pretraining else "training")
             + (f" for {train_seconds:.0f} s" if train_seconds else ""))
-        run_start = time.monotonic()
         done = _train_and_evaluate(run, family, out, train_seconds, data, data_dir, minutes, epochs,
                                    steps_per_epoch, eval_images, recipe_overrides, verbose)
-        overheads.append(time.monotonic() - run_start - done["train_seconds"])
+        overheads.append(done["overhead_seconds"])
         results[(run.key, run.seed)] = done
         key_metric = selected[0].claim.metric
         log(f"segzoo ablate: [{index}/{len(runs)}] {run.key} seed {run.seed}: {done['steps']} steps "

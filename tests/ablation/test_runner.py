@@ -179,3 +179,31 @@ def test_the_pretraining_gets_its_share_of_a_time_budget(tmp_path):
     # the first run's limit: (30 s - 3 runs x the 3 s overhead guess) x weight 2 / weight 4
     assert done["pretraining"] and done["train_limit_seconds"] == pytest.approx(
         (30.0 - 3 * 0.3 * 30.0 / 3) * 2 / 4, abs=1.0)
+
+
+def test_a_resumed_time_budget_reserves_the_overhead_its_finished_runs_measured(tmp_path,
+                                                                                monkeypatch):
+    real = runner._train_and_evaluate
+    limits = []
+
+    def interrupted(run, family, out, train_seconds, *args, **kwargs):
+        limits.append(train_seconds)
+        if len(limits) == 2:
+            raise KeyboardInterrupt
+        return real(run, family, out, train_seconds, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "_train_and_evaluate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _ablate(tmp_path, epochs=None, minutes=0.5, studies=["width"])
+    first = json.loads((tmp_path / "runs" / "tiny_segmenter" / "seed0" / "done.json").read_text())
+    assert 0 < first["overhead_seconds"] < 30
+    limits.clear()
+    monkeypatch.setattr(runner, "_train_and_evaluate",
+                        lambda run, family, out, train_seconds, *a, **k: (
+                            limits.append(train_seconds),
+                            real(run, family, out, train_seconds, *a, **k))[1])
+    _ablate(tmp_path, epochs=None, minutes=0.5, studies=["width"])
+    # the run left has what an uninterrupted ablation leaves it: the 30 s less what the first run
+    # took, less the overhead it measured (not the first invocation's 30% guess)
+    used = first["train_seconds"] + first["overhead_seconds"]
+    assert limits == [pytest.approx(max(1.0, 30.0 - used - first["overhead_seconds"]), abs=0.5)]
