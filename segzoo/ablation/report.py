@@ -166,6 +166,9 @@ def markdown(content: dict, family: Family, studies) -> str:
         how = f"{budget['epochs']} epoch(s) per run"
     else:
         how = f"{budget['minutes']:g} min budget split evenly over the runs"
+        if content.get("pretraining"):
+            how = (f"{budget['minutes']:g} min budget: {100 * content['pretraining']['share']:.0f}% "
+                   "to the shared pre-training, the rest split evenly over the variants' runs")
     lines = [
         f"# segzoo ablate {family.name} on {content['data']}",
         "",

@@ -179,6 +179,8 @@ def test_the_pretraining_gets_its_share_of_a_time_budget(tmp_path):
     # the first run's limit: (30 s - 3 runs x the 3 s overhead guess) x weight 2 / weight 4
     assert done["pretraining"] and done["train_limit_seconds"] == pytest.approx(
         (30.0 - 3 * 0.3 * 30.0 / 3) * 2 / 4, abs=1.0)
+    assert ("0.5 min budget: 50% to the shared pre-training, the rest split evenly over the "
+            "variants' runs") in (tmp_path / "ablation.md").read_text()
 
 
 def test_a_resumed_time_budget_reserves_the_overhead_its_finished_runs_measured(tmp_path,
