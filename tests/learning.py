@@ -8,11 +8,9 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def train_then_eval(run_dir, model, model_arg, image_size, minutes, train_timeout, eval_timeout,
-                    extra_args=()):
-    """`segzoo train MODEL --model-arg MODEL_ARG --image-size S --time-limit MINUTES --out RUN_DIR
-    EXTRA_ARGS...` on CPU (no time limit when MINUTES is None), then `segzoo eval --checkpoint
-    RUN_DIR/model.keras --json`.
+def train_then_eval(run_dir, model, model_arg, image_size, minutes, train_timeout, eval_timeout):
+    """`segzoo train MODEL --model-arg MODEL_ARG --image-size S --time-limit MINUTES --out RUN_DIR`
+    on CPU, then `segzoo eval --checkpoint RUN_DIR/model.keras --json`.
 
     Returns:
         (the run's metrics.json as a dict, the eval's JSON result as a dict); fails the test
@@ -20,9 +18,8 @@ def train_then_eval(run_dir, model, model_arg, image_size, minutes, train_timeou
     """
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2"}
     command = [sys.executable, "-m", "segzoo", "train", model, "--model-arg", model_arg,
-               "--image-size", str(image_size), "--out", str(run_dir), *extra_args]
-    if minutes is not None:
-        command += ["--time-limit", str(minutes)]
+               "--image-size", str(image_size), "--time-limit", str(minutes),
+               "--out", str(run_dir)]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=train_timeout)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
