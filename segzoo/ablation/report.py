@@ -9,7 +9,8 @@
                   "epochs"}], "train_seconds": mean, "epochs": mean, "steps": mean}, ...],
      "winners": {study: variant}, "claims": [{"study", "claim", "held", "verdict"}],
      "pretraining": null | {"run", "model", "model_args", "skip", "share",
-                            "per_seed": [{"seed", "metrics", "train_seconds", "steps", "epochs"}]}}
+                            "per_seed": [{"seed", "metrics", "train_seconds", "steps", "epochs",
+                                          "checkpoint"}]}}
 
 Metrics are `segzoo eval --json`'s (0..1). The Markdown tables show them as
 percentages with one decimal (the papers' layout: a row per variant, AP /
@@ -39,6 +40,11 @@ def _mean_std(values):
     return float(np.mean(values)), std
 
 
+def _per_seed(done: dict) -> dict:
+    """What a report keeps of one run's done.json."""
+    return {k: done[k] for k in ("seed", "metrics", "train_seconds", "steps", "epochs", "checkpoint")}
+
+
 def build_records(family: Family, studies, seeds, results) -> list[dict]:
     """One record per (study, variant) with the seeds that are finished in `results`
     ({(run key, seed): done.json dict})."""
@@ -59,8 +65,7 @@ def build_records(family: Family, studies, seeds, results) -> list[dict]:
                 "model_args": {**family.model_args, **variant.model_args},
                 "init_from": variant.init_from, "run": keys[variant.name],
                 "metrics": metrics, "metrics_std": spread,
-                "per_seed": [{k: r[k] for k in ("seed", "metrics", "train_seconds", "steps",
-                                                "epochs", "checkpoint")} for r in per_seed],
+                "per_seed": [_per_seed(r) for r in per_seed],
                 "train_seconds": _mean_std(r["train_seconds"] for r in per_seed)[0],
                 "epochs": _mean_std(r["epochs"] for r in per_seed)[0],
                 "steps": _mean_std(r["steps"] for r in per_seed)[0],
@@ -80,9 +85,7 @@ def pretraining_record(family: Family, seeds, results) -> dict | None:
         "run": key, "model": pre.variant.model,
         "model_args": {**family.model_args, **pre.variant.model_args},
         "skip": list(pre.skip), "share": pre.share,
-        "per_seed": [{k: results[(key, s)][k] for k in ("seed", "metrics", "train_seconds", "steps",
-                                                        "epochs", "checkpoint")}
-                     for s in seeds if (key, s) in results],
+        "per_seed": [_per_seed(results[(key, s)]) for s in seeds if (key, s) in results],
     }
 
 
